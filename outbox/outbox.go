@@ -1,0 +1,239 @@
+// Package outbox writes accepted events and their outbox rows in one PostgreSQL
+// transaction and owns the event catalog that maps event types to Kafka topics.
+// Package outbox/relay moves the rows to Kafka.
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventconfigservice/ecs/platform/db"
+)
+
+//go:embed queries.sql
+var queriesSQL string
+
+var q struct {
+	CreateEventType   string `sql:"create_event_type"`
+	ListEventTypes    string `sql:"list_event_types"`
+	GetEventType      string `sql:"get_event_type"`
+	Publish           string `sql:"publish"`
+	PublishIdempotent string `sql:"publish_idempotent"`
+	GetIdempotent     string `sql:"get_idempotent"`
+	GetEvent          string `sql:"get_event"`
+}
+
+func init() { db.MustLoadQueries(queriesSQL, &q) }
+
+// Domain errors; the API maps them to problem documents.
+var (
+	ErrNotFound          = errors.New("not found")
+	ErrEventTypeExists   = errors.New("event type already exists")
+	ErrUnknownEventType  = errors.New("unknown event type")
+	ErrIdempotencyReused = errors.New("idempotency key was used with a different request")
+)
+
+// EventType is an entry of the event catalog.
+type EventType struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Topic       string    `json:"topic"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Event is an accepted event.
+type Event struct {
+	ID        uuid.UUID       `json:"id"`
+	Type      string          `json:"type"`
+	Key       string          `json:"key,omitempty"`
+	Data      json.RawMessage `json:"data"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// NewEvent is what a producer submits.
+type NewEvent struct {
+	Type string
+	// Key orders events: events with the same key reach Kafka, and each
+	// subscriber, in the order they were accepted. Empty means the event id.
+	Key  string
+	Data json.RawMessage
+	// IdempotencyKey, when set, makes a retried submission return the event the
+	// first one created.
+	IdempotencyKey string
+}
+
+// Limits on names and keys.
+const (
+	MaxEventTypeName  = 128
+	MaxKey            = 1024
+	MaxIdempotencyKey = 255
+)
+
+var eventTypeName = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+
+// ValidEventTypeName reports whether name is lowercase and dot-separated
+// ("order.created"); names become Kafka topic names, so the alphabet is narrow.
+func ValidEventTypeName(name string) bool {
+	return len(name) <= MaxEventTypeName && eventTypeName.MatchString(name)
+}
+
+// Store reads and writes the catalog and the outbox.
+type Store struct {
+	pool  *pgxpool.Pool
+	topic func(eventType string) string
+}
+
+// NewStore uses topic to name the Kafka topic of a new event type.
+func NewStore(pool *pgxpool.Pool, topic func(eventType string) string) *Store {
+	return &Store{pool: pool, topic: topic}
+}
+
+// CreateEventType adds name to the catalog.
+func (s *Store) CreateEventType(ctx context.Context, name, description string) (EventType, error) {
+	var et EventType
+	err := s.pool.QueryRow(ctx, q.CreateEventType, name, description, s.topic(name)).
+		Scan(&et.Name, &et.Description, &et.Topic, &et.CreatedAt)
+	if db.IsCode(err, db.CodeUniqueViolation) {
+		return EventType{}, fmt.Errorf("%w: %s", ErrEventTypeExists, name)
+	}
+	if err != nil {
+		return EventType{}, fmt.Errorf("outbox: create event type: %w", err)
+	}
+	return et, nil
+}
+
+// ListEventTypes returns the catalog ordered by name.
+func (s *Store) ListEventTypes(ctx context.Context) ([]EventType, error) {
+	rows, _ := s.pool.Query(ctx, q.ListEventTypes)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventType, error) {
+		var et EventType
+		return et, r.Scan(&et.Name, &et.Description, &et.Topic, &et.CreatedAt)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list event types: %w", err)
+	}
+	return out, nil
+}
+
+// Publish stores ev and its outbox row in one transaction. With an idempotency
+// key already used for the same request it returns the first event and
+// replayed=true; used for another request, ErrIdempotencyReused.
+func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed bool, err error) {
+	var data bytes.Buffer
+	if err := json.Compact(&data, ev.Data); err != nil {
+		return Event{}, false, fmt.Errorf("outbox: data is not JSON: %w", err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Event{}, false, fmt.Errorf("outbox: new id: %w", err)
+	}
+	out = Event{ID: id, Type: ev.Type, Key: ev.Key, Data: data.Bytes()}
+	var key *string
+	if ev.Key != "" {
+		key = &ev.Key
+	}
+
+	var row pgx.Row
+	var hash []byte
+	if ev.IdempotencyKey == "" {
+		row = s.pool.QueryRow(ctx, q.Publish, id, ev.Type, key, data.String())
+	} else {
+		hash = requestHash(ev.Type, ev.Key, data.Bytes())
+		row = s.pool.QueryRow(ctx, q.PublishIdempotent, id, ev.Type, key, data.String(), ev.IdempotencyKey, hash)
+	}
+	var notified any
+	err = row.Scan(&out.CreatedAt, &notified)
+	switch {
+	case err == nil:
+		return out, false, nil
+	case db.IsCode(err, db.CodeForeignKeyViolation, "events_type_fkey"):
+		return Event{}, false, fmt.Errorf("%w: %q", ErrUnknownEventType, ev.Type)
+	case db.IsNoRows(err) && ev.IdempotencyKey != "":
+		return s.replay(ctx, ev.IdempotencyKey, hash)
+	default:
+		return Event{}, false, fmt.Errorf("outbox: publish: %w", err)
+	}
+}
+
+// replay answers a repeated idempotency key with the event the key created.
+func (s *Store) replay(ctx context.Context, idemKey string, hash []byte) (Event, bool, error) {
+	var stored []byte
+	var ev Event
+	var key *string
+	var data string
+	err := s.pool.QueryRow(ctx, q.GetIdempotent, idemKey).Scan(&stored, &ev.ID, &ev.Type, &key, &data, &ev.CreatedAt)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("outbox: read idempotency record: %w", err)
+	}
+	if !bytes.Equal(stored, hash) {
+		return Event{}, false, ErrIdempotencyReused
+	}
+	if key != nil {
+		ev.Key = *key
+	}
+	ev.Data = json.RawMessage(data)
+	return ev, true, nil
+}
+
+// GetEvent returns one event.
+func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
+	var ev Event
+	var key *string
+	var data string
+	err := s.pool.QueryRow(ctx, q.GetEvent, id).Scan(&ev.ID, &ev.Type, &key, &data, &ev.CreatedAt)
+	if db.IsNoRows(err) {
+		return Event{}, ErrNotFound
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("outbox: get event: %w", err)
+	}
+	if key != nil {
+		ev.Key = *key
+	}
+	ev.Data = json.RawMessage(data)
+	return ev, nil
+}
+
+// requestHash fingerprints what an idempotency key promises to repeat: the same
+// type, key and data (compacted, so whitespace does not count).
+func requestHash(typ, key string, data []byte) []byte {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(typ), []byte(key), data} {
+		h.Write([]byte(strconv.Itoa(len(part))))
+		h.Write([]byte{':'})
+		h.Write(part)
+	}
+	return h.Sum(nil)
+}
+
+// TimestampLayout formats webhook timestamps: UTC with microseconds, the
+// precision PostgreSQL stores, so a body rebuilt from the database for a retry is
+// byte-identical to the first one.
+const TimestampLayout = "2006-01-02T15:04:05.000000Z"
+
+// WebhookBody is the payload subscribers receive and the value of the event's
+// Kafka record: {"type","timestamp","data"}. data must be compact JSON.
+func WebhookBody(typ string, ts time.Time, data []byte) []byte {
+	t, _ := json.Marshal(typ)
+	b := make([]byte, 0, len(data)+len(t)+64)
+	b = append(b, `{"type":`...)
+	b = append(b, t...)
+	b = append(b, `,"timestamp":"`...)
+	b = ts.UTC().AppendFormat(b, TimestampLayout)
+	b = append(b, `","data":`...)
+	b = append(b, data...)
+	b = append(b, '}')
+	return b
+}

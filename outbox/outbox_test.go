@@ -1,0 +1,119 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/eventconfigservice/ecs/outbox"
+	"github.com/eventconfigservice/ecs/platform/db/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+type testBundle struct {
+	store *outbox.Store
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	pool, _ := dbtest.NewDB(t)
+	store := outbox.NewStore(pool, func(n string) string { return "ecs.events." + n })
+	_, err := store.CreateEventType(context.Background(), "order.created", "an order")
+	require.NoError(t, err)
+	return &testBundle{store: store}
+}
+
+func TestEventTypes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.store.CreateEventType(ctx, "order.created", "")
+	require.ErrorIs(t, err, outbox.ErrEventTypeExists)
+	et, err := b.store.CreateEventType(ctx, "a.b", "d")
+	require.NoError(t, err)
+	require.Equal(t, "ecs.events.a.b", et.Topic)
+	list, err := b.store.ListEventTypes(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, "a.b", list[0].Name)
+}
+
+func TestValidEventTypeName(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		"order.created": true, "a": true, "user_profile.v2.updated": true,
+		"": false, "Order.created": false, "order..created": false, ".x": false, "x.": false,
+		"order created": false, "1order": false, "ordér": false,
+	} {
+		require.Equal(t, want, outbox.ValidEventTypeName(name), name)
+	}
+}
+
+func TestPublishWritesEventAndOutboxTogether(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ev, replayed, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k1", Data: json.RawMessage(`{ "b": 1, "a": [1, 2] }`)})
+	require.NoError(t, err)
+	require.False(t, replayed)
+	got, err := b.store.GetEvent(ctx, ev.ID)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"b":1,"a":[1,2]}`, string(got.Data))
+	require.Equal(t, `{"b":1,"a":[1,2]}`, string(got.Data), "data kept compact, in the producer's key order")
+	require.Equal(t, "k1", got.Key)
+
+	_, _, err = b.store.Publish(ctx, outbox.NewEvent{Type: "nope", Data: json.RawMessage(`{}`)})
+	require.ErrorIs(t, err, outbox.ErrUnknownEventType)
+	_, _, err = b.store.Publish(ctx, outbox.NewEvent{Type: "nope", Data: json.RawMessage(`{}`), IdempotencyKey: "k"})
+	require.ErrorIs(t, err, outbox.ErrUnknownEventType)
+}
+
+func TestPublishIdempotentConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const n = 16
+	ids := make(chan string, n)
+	var replays sync.WaitGroup
+	for i := range n {
+		replays.Add(1)
+		go func() {
+			defer replays.Done()
+			// Whitespace differs between tries; the request is the same.
+			data := `{"x":1}`
+			if i%2 == 1 {
+				data = `{ "x" : 1 }`
+			}
+			ev, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Data: json.RawMessage(data), IdempotencyKey: "same"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- ev.ID.String()
+		}()
+	}
+	replays.Wait()
+	close(ids)
+	seen := map[string]int{}
+	for id := range ids {
+		seen[id]++
+	}
+	require.Len(t, seen, 1, "every concurrent try returns the same event")
+
+	_, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Data: json.RawMessage(`{"x":2}`), IdempotencyKey: "same"})
+	require.True(t, errors.Is(err, outbox.ErrIdempotencyReused))
+}
+
+func TestWebhookBody(t *testing.T) {
+	t.Parallel()
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
+	got := outbox.WebhookBody("order.created", ts, []byte(`{"a":1}`))
+	require.Equal(t, `{"type":"order.created","timestamp":"2026-01-02T02:04:05.123456Z","data":{"a":1}}`, string(got))
+	require.True(t, json.Valid(got))
+}
