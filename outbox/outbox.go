@@ -26,13 +26,14 @@ import (
 var queriesSQL string
 
 var q struct {
-	CreateEventType   string `sql:"create_event_type"`
-	ListEventTypes    string `sql:"list_event_types"`
-	GetEventType      string `sql:"get_event_type"`
-	Publish           string `sql:"publish"`
-	PublishIdempotent string `sql:"publish_idempotent"`
-	GetIdempotent     string `sql:"get_idempotent"`
-	GetEvent          string `sql:"get_event"`
+	CreateEventType  string `sql:"create_event_type"`
+	ListEventTypes   string `sql:"list_event_types"`
+	GetEventType     string `sql:"get_event_type"`
+	ClaimIdempotency string `sql:"claim_idempotency_key"`
+	NextKeySeq       string `sql:"next_key_seq"`
+	Publish          string `sql:"publish"`
+	GetIdempotent    string `sql:"get_idempotent"`
+	GetEvent         string `sql:"get_event"`
 }
 
 func init() { db.MustLoadQueries(queriesSQL, &q) }
@@ -55,9 +56,11 @@ type EventType struct {
 
 // Event is an accepted event.
 type Event struct {
-	ID        uuid.UUID       `json:"id"`
-	Type      string          `json:"type"`
-	Key       string          `json:"key,omitempty"`
+	ID   uuid.UUID `json:"id"`
+	Type string    `json:"type"`
+	Key  string    `json:"key,omitempty"`
+	// KeySeq is the event's position among its key's events (1, 2, ...).
+	KeySeq    int64           `json:"key_seq,omitempty"`
 	Data      json.RawMessage `json:"data"`
 	CreatedAt time.Time       `json:"created_at"`
 }
@@ -130,6 +133,9 @@ func (s *Store) ListEventTypes(ctx context.Context) ([]EventType, error) {
 // Publish stores ev and its outbox row in one transaction. With an idempotency
 // key already used for the same request it returns the first event and
 // replayed=true; used for another request, ErrIdempotencyReused.
+//
+// The statements go in one pipeline, so the whole write is one round trip and one
+// implicit transaction: an error in any statement rolls back all of them.
 func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed bool, err error) {
 	var data bytes.Buffer
 	if err := json.Compact(&data, ev.Data); err != nil {
@@ -140,27 +146,46 @@ func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed b
 		return Event{}, false, fmt.Errorf("outbox: new id: %w", err)
 	}
 	out = Event{ID: id, Type: ev.Type, Key: ev.Key, Data: data.Bytes()}
-	var key *string
+	var key, idem *string
 	if ev.Key != "" {
 		key = &ev.Key
 	}
-
-	var row pgx.Row
 	var hash []byte
-	if ev.IdempotencyKey == "" {
-		row = s.pool.QueryRow(ctx, q.Publish, id, ev.Type, key, data.String())
-	} else {
+	b := &pgx.Batch{}
+	if ev.IdempotencyKey != "" {
+		idem = &ev.IdempotencyKey
 		hash = requestHash(ev.Type, ev.Key, data.Bytes())
-		row = s.pool.QueryRow(ctx, q.PublishIdempotent, id, ev.Type, key, data.String(), ev.IdempotencyKey, hash)
+		b.Queue(q.ClaimIdempotency, idem, hash, id)
 	}
-	var notified any
-	err = row.Scan(&out.CreatedAt, &notified)
+	if key != nil {
+		b.Queue(q.NextKeySeq, key, idem, id)
+	}
+	b.Queue(q.Publish, id, ev.Type, key, data.String(), idem)
+
+	err = func() error {
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		for range b.Len() - 1 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		var keySeq *int64
+		var notified any
+		if err := br.QueryRow().Scan(&out.CreatedAt, &keySeq, &notified); err != nil {
+			return err
+		}
+		if keySeq != nil {
+			out.KeySeq = *keySeq
+		}
+		return br.Close()
+	}()
 	switch {
 	case err == nil:
 		return out, false, nil
 	case db.IsCode(err, db.CodeForeignKeyViolation, "events_type_fkey"):
 		return Event{}, false, fmt.Errorf("%w: %q", ErrUnknownEventType, ev.Type)
-	case db.IsNoRows(err) && ev.IdempotencyKey != "":
+	case db.IsNoRows(err) && idem != nil:
 		return s.replay(ctx, ev.IdempotencyKey, hash)
 	default:
 		return Event{}, false, fmt.Errorf("outbox: publish: %w", err)
@@ -170,39 +195,45 @@ func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed b
 // replay answers a repeated idempotency key with the event the key created.
 func (s *Store) replay(ctx context.Context, idemKey string, hash []byte) (Event, bool, error) {
 	var stored []byte
-	var ev Event
-	var key *string
-	var data string
-	err := s.pool.QueryRow(ctx, q.GetIdempotent, idemKey).Scan(&stored, &ev.ID, &ev.Type, &key, &data, &ev.CreatedAt)
+	ev, err := scanEvent(s.pool.QueryRow(ctx, q.GetIdempotent, idemKey), &stored)
 	if err != nil {
 		return Event{}, false, fmt.Errorf("outbox: read idempotency record: %w", err)
 	}
 	if !bytes.Equal(stored, hash) {
 		return Event{}, false, ErrIdempotencyReused
 	}
+	return ev, true, nil
+}
+
+// scanEvent reads id, type, key, key_seq, data, created_at after any leading
+// destinations in pre.
+func scanEvent(row pgx.Row, pre ...any) (Event, error) {
+	var ev Event
+	var key *string
+	var keySeq *int64
+	var data string
+	if err := row.Scan(append(pre, &ev.ID, &ev.Type, &key, &keySeq, &data, &ev.CreatedAt)...); err != nil {
+		return Event{}, err
+	}
 	if key != nil {
 		ev.Key = *key
 	}
+	if keySeq != nil {
+		ev.KeySeq = *keySeq
+	}
 	ev.Data = json.RawMessage(data)
-	return ev, true, nil
+	return ev, nil
 }
 
 // GetEvent returns one event.
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
-	var ev Event
-	var key *string
-	var data string
-	err := s.pool.QueryRow(ctx, q.GetEvent, id).Scan(&ev.ID, &ev.Type, &key, &data, &ev.CreatedAt)
+	ev, err := scanEvent(s.pool.QueryRow(ctx, q.GetEvent, id))
 	if db.IsNoRows(err) {
 		return Event{}, ErrNotFound
 	}
 	if err != nil {
 		return Event{}, fmt.Errorf("outbox: get event: %w", err)
 	}
-	if key != nil {
-		ev.Key = *key
-	}
-	ev.Data = json.RawMessage(data)
 	return ev, nil
 }
 

@@ -117,3 +117,49 @@ func TestWebhookBody(t *testing.T) {
 	require.Equal(t, `{"type":"order.created","timestamp":"2026-01-02T02:04:05.123456Z","data":{"a":1}}`, string(got))
 	require.True(t, json.Valid(got))
 }
+
+func TestKeySeqIsGapFreePerKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	seqs := make(chan int64, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idem := ""
+			if i%2 == 0 {
+				idem = "idem-" + string(rune('a'+i))
+			}
+			ev, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{}`), IdempotencyKey: idem})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs <- ev.KeySeq
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	got := map[int64]bool{}
+	for s := range seqs {
+		got[s] = true
+	}
+	for i := int64(1); i <= 40; i++ {
+		require.True(t, got[i], "key_seq %d missing: %v", i, got)
+	}
+	// A replay, a reused key and an unknown type take no number.
+	_, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{}`), IdempotencyKey: "idem-a"})
+	require.NoError(t, err)
+	_, _, err = b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{"x":1}`), IdempotencyKey: "idem-a"})
+	require.ErrorIs(t, err, outbox.ErrIdempotencyReused)
+	_, _, err = b.store.Publish(ctx, outbox.NewEvent{Type: "nope", Key: "k", Data: json.RawMessage(`{}`)})
+	require.ErrorIs(t, err, outbox.ErrUnknownEventType)
+	ev, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	require.Equal(t, int64(41), ev.KeySeq)
+	other, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Data: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	require.Zero(t, other.KeySeq, "events without a key have no sequence")
+}

@@ -11,40 +11,40 @@ SELECT name, description, topic, created_at FROM event_types ORDER BY name;
 -- name: get_event_type
 SELECT name, description, topic, created_at FROM event_types WHERE name = $1;
 
--- name: publish
--- One statement, so one implicit transaction and one round trip: the event, its
--- outbox row and the wake-up for the relay commit together or not at all.
-WITH e AS (
-    INSERT INTO events (id, type, key, data)
-    VALUES ($1, $2, $3, $4::json)
-    RETURNING id, created_at
-), o AS (
-    INSERT INTO outbox (event_id) SELECT id FROM e
-)
-SELECT created_at, pg_notify('ecs_outbox', '') FROM e;
+-- name: claim_idempotency_key
+-- Sent in one pipeline (one implicit transaction) before publish_* below. If the
+-- key exists, this inserts nothing (after waiting for a concurrent writer of the
+-- same key to commit or roll back) and the statements after it do nothing.
+INSERT INTO idempotency_keys (key, request_hash, event_id)
+VALUES ($1, $2, $3)
+ON CONFLICT (key) DO NOTHING;
 
--- name: publish_idempotent
--- As publish, guarded by the idempotency record: if the key exists, the insert into
--- idempotency_keys yields nothing (after waiting for a concurrent writer of the same
--- key to commit or roll back) and so do the event and outbox inserts.
-WITH i AS (
-    INSERT INTO idempotency_keys (key, request_hash, event_id)
-    VALUES ($5, $6, $1)
-    ON CONFLICT (key) DO NOTHING
-    RETURNING event_id
-), e AS (
-    INSERT INTO events (id, type, key, data)
-    SELECT $1, $2, $3, $4::json FROM i
-    RETURNING id, created_at
+-- name: next_key_seq
+-- $2 is the idempotency key or NULL. The row lock on the event key is held to
+-- commit, so writers of one key take turns and key_seq order is commit order.
+INSERT INTO key_sequences (key, seq)
+SELECT $1, 1
+WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $2 AND event_id = $3)
+ON CONFLICT (key) DO UPDATE SET seq = key_sequences.seq + 1;
+
+-- name: publish
+-- The event, its outbox row and the relay's wake-up commit together or not at all.
+-- The outbox id is drawn after next_key_seq took the key's lock, so for one key
+-- outbox order is key_seq order too.
+WITH e AS (
+    INSERT INTO events (id, type, key, key_seq, data)
+    SELECT $1, $2, $3, (SELECT seq FROM key_sequences WHERE key = $3), $4::json
+    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $5 AND event_id = $1)
+    RETURNING id, created_at, key_seq
 ), o AS (
     INSERT INTO outbox (event_id) SELECT id FROM e
 )
-SELECT created_at, pg_notify('ecs_outbox', '') FROM e;
+SELECT created_at, key_seq, pg_notify('ecs_outbox', '') FROM e;
 
 -- name: get_idempotent
-SELECT k.request_hash, e.id, e.type, e.key, e.data::text, e.created_at
+SELECT k.request_hash, e.id, e.type, e.key, e.key_seq, e.data::text, e.created_at
 FROM idempotency_keys k JOIN events e ON e.id = k.event_id
 WHERE k.key = $1;
 
 -- name: get_event
-SELECT id, type, key, data::text, created_at FROM events WHERE id = $1;
+SELECT id, type, key, key_seq, data::text, created_at FROM events WHERE id = $1;

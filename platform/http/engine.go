@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 const requestIDKey = "ecs.request_id"
@@ -19,13 +22,19 @@ const RequestIDHeader = "X-Request-Id"
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
-// NewEngine returns a gin engine with request ids, access logging, panic recovery
-// into a 500 problem, and problem documents for unknown routes and methods.
-func NewEngine(log *slog.Logger) *gin.Engine {
+// NewEngine returns a gin engine with request ids, access logging, request
+// metrics on reg (nil: none), panic recovery into a 500 problem, and problem
+// documents for unknown routes and methods.
+func NewEngine(log *slog.Logger, reg prometheus.Registerer) *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(requestID(), accessLog(log), recovery(log))
+	duration := promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ecs_http_request_duration_seconds",
+		Help:    "HTTP request latency by route, method and status.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route", "method", "status"})
+	e.Use(requestID(), accessLog(log, duration), recovery(log))
 	e.NoRoute(func(c *gin.Context) {
 		WriteProblem(c, NewProblem(http.StatusNotFound, "", "no route "+c.Request.Method+" "+c.Request.URL.Path))
 	})
@@ -52,11 +61,16 @@ func requestID() gin.HandlerFunc {
 	}
 }
 
-func accessLog(log *slog.Logger) gin.HandlerFunc {
+func accessLog(log *slog.Logger, duration *prometheus.HistogramVec) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		status := c.Writer.Status()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched" // never label by raw path: unbounded cardinality
+		}
+		duration.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 		lvl := slog.LevelDebug
 		if status >= 500 {
 			lvl = slog.LevelError

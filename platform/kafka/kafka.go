@@ -22,6 +22,9 @@ import (
 const (
 	HeaderEventID   = "ecs-event-id"
 	HeaderEventType = "ecs-event-type"
+	// HeaderKeySeq is the event's position among the events of its key (1, 2,
+	// ...), absent for events without a key.
+	HeaderKeySeq = "ecs-key-seq"
 )
 
 // Config holds the topic layout.
@@ -102,8 +105,8 @@ func NewTopics(cl *kgo.Client, cfg Config) *Topics {
 }
 
 // Ensure creates each topic that this process has not seen yet; a topic that
-// already exists is fine.
-func (t *Topics) Ensure(ctx context.Context, topics ...string) error {
+// already exists is fine. It returns the topics it had not seen before.
+func (t *Topics) Ensure(ctx context.Context, topics ...string) (fresh []string, err error) {
 	t.mu.Lock()
 	var missing []string
 	for _, tp := range topics {
@@ -113,15 +116,15 @@ func (t *Topics) Ensure(ctx context.Context, topics ...string) error {
 	}
 	t.mu.Unlock()
 	if len(missing) == 0 {
-		return nil
+		return nil, nil
 	}
 	resp, err := t.adm.CreateTopics(ctx, t.cfg.Partitions, t.cfg.ReplicationFactor, nil, missing...)
 	if err != nil {
-		return fmt.Errorf("kafka: create topics %v: %w", missing, err)
+		return nil, fmt.Errorf("kafka: create topics %v: %w", missing, err)
 	}
 	for _, r := range resp.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %s: %w", r.Topic, r.Err)
+			return nil, fmt.Errorf("kafka: create topic %s: %w", r.Topic, r.Err)
 		}
 	}
 	t.mu.Lock()
@@ -129,7 +132,7 @@ func (t *Topics) Ensure(ctx context.Context, topics ...string) error {
 		t.seen[tp] = true
 	}
 	t.mu.Unlock()
-	return nil
+	return missing, nil
 }
 
 // Ping checks that a broker answers a metadata request.

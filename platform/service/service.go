@@ -8,10 +8,10 @@ import (
 	"sync"
 )
 
-// Run is a service body. It must return once ctx is cancelled (a hard stop) and
+// RunFunc is a service body. It must return once ctx is cancelled (a hard stop) and
 // should return soon after stopping is closed (a soft stop: finish the work in
 // hand, take no more).
-type Run func(ctx context.Context, stopping <-chan struct{})
+type RunFunc func(ctx context.Context, stopping <-chan struct{})
 
 // Base is embedded by services. The zero value is ready.
 type Base struct {
@@ -24,7 +24,7 @@ type Base struct {
 
 // StartRun launches run in a goroutine unless it already runs; a second call while
 // running is a no-op, so Start is idempotent.
-func (b *Base) StartRun(ctx context.Context, run Run) {
+func (b *Base) StartRun(ctx context.Context, run RunFunc) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.running {

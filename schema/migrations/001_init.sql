@@ -37,16 +37,35 @@ CREATE TABLE events (
     id         uuid PRIMARY KEY,
     type       text        NOT NULL REFERENCES event_types (name),
     key        text,
+    -- Position of the event among the events of its key: 1, 2, 3, ... with no gaps,
+    -- in commit order. The worker uses it to deliver a key's events in order even
+    -- though events of different types travel through different topics.
+    key_seq    bigint,
     -- json, not jsonb: subscribers receive the payload byte for byte as accepted
     -- (compacted), with the producer's key order.
     data       json        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The last key_seq handed out per key. Its row lock serialises the writers of one
+-- key, so key_seq order is commit order.
+CREATE TABLE key_sequences (
+    key text PRIMARY KEY,
+    seq bigint NOT NULL
+);
+
+-- The last key_seq per key whose event the worker has turned into deliveries.
+CREATE TABLE key_progress (
+    key text PRIMARY KEY,
+    seq bigint NOT NULL
+);
+
 CREATE TABLE idempotency_keys (
     key          text PRIMARY KEY,
     request_hash bytea       NOT NULL,
-    event_id     uuid        NOT NULL REFERENCES events (id),
+    -- Checked at commit: the record is written before its event, so that a
+    -- concurrent retry of the same key waits on it.
+    event_id     uuid        NOT NULL REFERENCES events (id) DEFERRABLE INITIALLY DEFERRED,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,0 +1,200 @@
+// Package api is the REST API: gin handlers that validate input, call the outbox
+// and delivery stores, and map domain errors to RFC 9457 problem documents.
+// Handlers stay thin; what they store and how is the stores' business.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/outbox"
+	"github.com/eventconfigservice/ecs/platform/config"
+	ecshttp "github.com/eventconfigservice/ecs/platform/http"
+)
+
+// Config tunes the API.
+type Config struct {
+	// Tokens are the accepted bearer tokens (ECS_API_TOKENS, comma-separated;
+	// required).
+	Tokens []string
+	// MaxBodyBytes bounds a request body (ECS_API_MAX_BODY_BYTES, default 1 MiB).
+	MaxBodyBytes int64
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	return c
+}
+
+// Validate checks c.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Tokens) == 0 {
+		errs = append(errs, errors.New("ECS_API_TOKENS must name at least one token"))
+	}
+	for _, t := range c.Tokens {
+		if len(t) < 16 {
+			errs = append(errs, errors.New("ECS_API_TOKENS: every token must be at least 16 characters"))
+			break
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("ECS_API_MAX_BODY_BYTES must be at least 1024"))
+	}
+	return errors.Join(errs...)
+}
+
+// API holds the handlers' dependencies.
+type API struct {
+	cfg        Config
+	outbox     *outbox.Store
+	deliveries *delivery.Store
+	log        *slog.Logger
+	tokens     [][32]byte
+}
+
+// New returns the API.
+func New(cfg Config, ob *outbox.Store, ds *delivery.Store, log *slog.Logger) (*API, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	a := &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api")}
+	for _, t := range cfg.Tokens {
+		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+	}
+	return a, nil
+}
+
+// Mount adds the /v1 routes to e.
+func (a *API) Mount(e *gin.Engine) {
+	v1 := e.Group("/v1", a.auth)
+	v1.POST("/event-types", a.createEventType)
+	v1.GET("/event-types", a.listEventTypes)
+	v1.POST("/subscriptions", a.createSubscription)
+	v1.GET("/subscriptions", a.listSubscriptions)
+	v1.GET("/subscriptions/:id", a.getSubscription)
+	v1.DELETE("/subscriptions/:id", a.deleteSubscription)
+	v1.POST("/events", a.publishEvent)
+	v1.GET("/events/:id", a.getEvent)
+	v1.GET("/deliveries", a.listDeliveries)
+}
+
+// auth accepts "Authorization: Bearer <token>" for a configured token. Tokens are
+// compared as SHA-256 digests in constant time, so timing reveals nothing.
+func (a *API) auth(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="ecs"`)
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>"))
+		return
+	}
+	sum := sha256.Sum256([]byte(tok))
+	match := 0
+	for _, t := range a.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	if match != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="ecs", error="invalid_token"`)
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnauthorized, "unauthorized", "the bearer token is not valid"))
+		return
+	}
+	c.Next()
+}
+
+// decode reads one JSON object into dst: bounded in size, unknown fields
+// rejected, nothing after it.
+func (a *API) decode(c *gin.Context, dst any) bool {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send Content-Type: application/json"))
+		return false
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		if _, rerr := dec.Token(); rerr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusRequestEntityTooLarge, "body-too-large",
+			fmt.Sprintf("the request body exceeds %d bytes", a.cfg.MaxBodyBytes)))
+	case errors.As(err, &typeErr):
+		ecshttp.WriteProblem(c, ecshttp.Validation("a field has the wrong type",
+			ecshttp.FieldError{Field: typeErr.Field, Message: "must be " + jsonKind(typeErr.Type.String())}))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		ecshttp.WriteProblem(c, ecshttp.Validation("unknown field", ecshttp.FieldError{Field: field, Message: "is not a known field"}))
+	case errors.Is(err, io.EOF):
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusBadRequest, "malformed-json", "the request body is empty"))
+	default:
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusBadRequest, "malformed-json", "the request body is not valid JSON: "+err.Error()))
+	}
+	return false
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "bool":
+		return "a boolean"
+	default:
+		return "an object"
+	}
+}
+
+// internal logs err and answers 500 without leaking it.
+func (a *API) internal(c *gin.Context, err error) {
+	a.log.Error("request failed", "request_id", ecshttp.RequestID(c), "route", c.FullPath(), "error", err)
+	ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusInternalServerError, "", "internal error; see the server log for request "+ecshttp.RequestID(c)))
+}
+
+// list wraps collections so fields (pagination) can be added without breaking clients.
+type list[T any] struct {
+	Data []T `json:"data"`
+}
+
+func newList[T any](items []T) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Data: items}
+}
+
+// LoadConfig reads ECS_API_* variables.
+func LoadConfig(e *config.Env) Config {
+	return Config{
+		Tokens:       e.List("ECS_API_TOKENS", nil),
+		MaxBodyBytes: int64(e.Int("ECS_API_MAX_BODY_BYTES", 1<<20)),
+	}
+}

@@ -1,0 +1,315 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/outbox"
+	ecshttp "github.com/eventconfigservice/ecs/platform/http"
+)
+
+// IdempotencyKeyHeader makes POST /v1/events safe to retry.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// ReplayedHeader is set on the answer to a repeated idempotency key.
+const ReplayedHeader = "Idempotent-Replayed"
+
+type createEventTypeRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+func (a *API) createEventType(c *gin.Context) {
+	var req createEventTypeRequest
+	if !a.decode(c, &req) {
+		return
+	}
+	if !outbox.ValidEventTypeName(req.Name) {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event type name", ecshttp.FieldError{Field: "name",
+			Message: "must be lowercase words of letters, digits and _ joined by dots, e.g. order.created (at most 128 characters)"}))
+		return
+	}
+	if len(req.Description) > 1000 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("description too long", ecshttp.FieldError{Field: "description", Message: "must be at most 1000 characters"}))
+		return
+	}
+	et, err := a.outbox.CreateEventType(c, req.Name, req.Description)
+	if errors.Is(err, outbox.ErrEventTypeExists) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusConflict, "event-type-exists", "event type "+req.Name+" already exists"))
+		return
+	}
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, et)
+}
+
+func (a *API) listEventTypes(c *gin.Context) {
+	ets, err := a.outbox.ListEventTypes(c)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newList(ets))
+}
+
+type createSubscriptionRequest struct {
+	URL         string   `json:"url"`
+	EventTypes  []string `json:"event_types"`
+	Description string   `json:"description"`
+	Secret      string   `json:"secret"`
+}
+
+func (a *API) createSubscription(c *gin.Context) {
+	var req createSubscriptionRequest
+	if !a.decode(c, &req) {
+		return
+	}
+	var fields []ecshttp.FieldError
+	if u, err := url.Parse(req.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || len(req.URL) > 2048 {
+		fields = append(fields, ecshttp.FieldError{Field: "url", Message: "must be an absolute http or https URL without credentials (at most 2048 characters)"})
+	}
+	if len(req.EventTypes) == 0 || len(req.EventTypes) > 100 {
+		fields = append(fields, ecshttp.FieldError{Field: "event_types", Message: "must list 1 to 100 event types"})
+	}
+	if len(req.Description) > 1000 {
+		fields = append(fields, ecshttp.FieldError{Field: "description", Message: "must be at most 1000 characters"})
+	}
+	if req.Secret != "" {
+		if _, err := signature.Key(req.Secret); err != nil {
+			fields = append(fields, ecshttp.FieldError{Field: "secret", Message: err.Error()})
+		}
+	}
+	if len(fields) > 0 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid subscription", fields...))
+		return
+	}
+	known, err := a.outbox.ListEventTypes(c)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	exists := map[string]bool{}
+	for _, et := range known {
+		exists[et.Name] = true
+	}
+	var types []string
+	seen := map[string]bool{}
+	for i, t := range req.EventTypes {
+		if !exists[t] {
+			fields = append(fields, ecshttp.FieldError{Field: "event_types[" + strconv.Itoa(i) + "]", Message: "unknown event type " + strconv.Quote(t)})
+		} else if !seen[t] {
+			seen[t] = true
+			types = append(types, t)
+		}
+	}
+	if len(fields) > 0 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("unknown event types", fields...))
+		return
+	}
+	secret := req.Secret
+	if secret == "" {
+		if secret, err = signature.NewSecret(); err != nil {
+			a.internal(c, err)
+			return
+		}
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	sub, err := a.deliveries.CreateSubscription(c, delivery.Subscription{
+		ID: id, URL: req.URL, EventTypes: types, Description: req.Description, Secret: secret,
+	})
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.Header("Location", "/v1/subscriptions/"+sub.ID.String())
+	c.JSON(http.StatusCreated, sub) // the only response that carries the secret
+}
+
+func (a *API) listSubscriptions(c *gin.Context) {
+	subs, err := a.deliveries.ListSubscriptions(c)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newList(subs))
+}
+
+func (a *API) getSubscription(c *gin.Context) {
+	id, ok := pathID(c)
+	if !ok {
+		return
+	}
+	sub, err := a.deliveries.GetSubscription(c, id)
+	if errors.Is(err, delivery.ErrNotFound) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no subscription "+id.String()))
+		return
+	}
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, sub)
+}
+
+func (a *API) deleteSubscription(c *gin.Context) {
+	id, ok := pathID(c)
+	if !ok {
+		return
+	}
+	err := a.deliveries.DeleteSubscription(c, id)
+	if errors.Is(err, delivery.ErrNotFound) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no subscription "+id.String()))
+		return
+	}
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type publishEventRequest struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+	Key  string          `json:"key"`
+}
+
+func (a *API) publishEvent(c *gin.Context) {
+	var req publishEventRequest
+	if !a.decode(c, &req) {
+		return
+	}
+	var fields []ecshttp.FieldError
+	if req.Type == "" {
+		fields = append(fields, ecshttp.FieldError{Field: "type", Message: "is required"})
+	}
+	if len(req.Data) == 0 || string(req.Data) == "null" {
+		fields = append(fields, ecshttp.FieldError{Field: "data", Message: "is required and must not be null"})
+	}
+	if len(req.Key) > outbox.MaxKey {
+		fields = append(fields, ecshttp.FieldError{Field: "key", Message: "must be at most 1024 bytes"})
+	}
+	idem := c.GetHeader(IdempotencyKeyHeader)
+	if len(idem) > outbox.MaxIdempotencyKey || strings.ContainsFunc(idem, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		fields = append(fields, ecshttp.FieldError{Field: IdempotencyKeyHeader, Message: "must be at most 255 printable characters"})
+	}
+	if len(fields) > 0 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event", fields...))
+		return
+	}
+	ev, replayed, err := a.outbox.Publish(c, outbox.NewEvent{Type: req.Type, Key: req.Key, Data: req.Data, IdempotencyKey: idem})
+	switch {
+	case errors.Is(err, outbox.ErrUnknownEventType):
+		ecshttp.WriteProblem(c, ecshttp.Validation("unknown event type",
+			ecshttp.FieldError{Field: "type", Message: "no event type " + strconv.Quote(req.Type) + "; create it with POST /v1/event-types"}))
+		return
+	case errors.Is(err, outbox.ErrIdempotencyReused):
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "idempotency-key-reused",
+			"this Idempotency-Key was already used with a different request"))
+		return
+	case err != nil:
+		a.internal(c, err)
+		return
+	}
+	if replayed {
+		c.Header(ReplayedHeader, "true")
+	}
+	c.Header("Location", "/v1/events/"+ev.ID.String())
+	c.JSON(http.StatusAccepted, ev)
+}
+
+type eventResponse struct {
+	outbox.Event
+	Deliveries []delivery.SubscriptionState `json:"deliveries"`
+}
+
+func (a *API) getEvent(c *gin.Context) {
+	id, ok := pathID(c)
+	if !ok {
+		return
+	}
+	ev, err := a.outbox.GetEvent(c, id)
+	if errors.Is(err, outbox.ErrNotFound) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no event "+id.String()))
+		return
+	}
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	states, err := a.deliveries.EventStates(c, id)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	if states == nil {
+		states = []delivery.SubscriptionState{}
+	}
+	c.JSON(http.StatusOK, eventResponse{Event: ev, Deliveries: states})
+}
+
+func (a *API) listDeliveries(c *gin.Context) {
+	var f delivery.Filter
+	var fields []ecshttp.FieldError
+	for _, p := range []struct {
+		name string
+		dst  **uuid.UUID
+	}{{"event_id", &f.EventID}, {"subscription_id", &f.SubscriptionID}} {
+		if v := c.Query(p.name); v != "" {
+			id, err := uuid.Parse(v)
+			if err != nil {
+				fields = append(fields, ecshttp.FieldError{Field: p.name, Message: "must be a UUID"})
+				continue
+			}
+			*p.dst = &id
+		}
+	}
+	if v := c.Query("status"); v != "" {
+		if !delivery.ValidStatus(v) {
+			fields = append(fields, ecshttp.FieldError{Field: "status", Message: "must be pending, succeeded, dead or cancelled"})
+		}
+		f.Status = &v
+	}
+	f.Limit = 100
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fields = append(fields, ecshttp.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
+		}
+		f.Limit = n
+	}
+	if len(fields) > 0 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid query parameters", fields...))
+		return
+	}
+	ds, err := a.deliveries.ListDeliveries(c, f)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newList(ds))
+}
+
+func pathID(c *gin.Context) (uuid.UUID, bool) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no such resource: "+strconv.Quote(c.Param("id"))+" is not a valid id"))
+		return uuid.UUID{}, false
+	}
+	return id, true
+}

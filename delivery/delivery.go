@@ -1,0 +1,251 @@
+// Package delivery owns subscriptions and the delivery log: which subscriber gets
+// which event, every attempt made, and what became of it. Package
+// delivery/worker does the delivering.
+package delivery
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventconfigservice/ecs/platform/db"
+)
+
+//go:embed queries.sql
+var queriesSQL string
+
+var q struct {
+	CreateSubscription  string `sql:"create_subscription"`
+	ListSubscriptions   string `sql:"list_subscriptions"`
+	GetSubscription     string `sql:"get_subscription"`
+	DeleteSubscription  string `sql:"delete_subscription"`
+	SubscriptionExists  string `sql:"subscription_exists"`
+	ListDeliveries      string `sql:"list_deliveries"`
+	ListAttempts        string `sql:"list_attempts"`
+	EventDeliveryStates string `sql:"event_delivery_states"`
+}
+
+func init() { db.MustLoadQueries(queriesSQL, &q) }
+
+// ErrNotFound means no such subscription or delivery.
+var ErrNotFound = errors.New("not found")
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"   // not yet delivered; attempts may be under way or scheduled
+	StatusSucceeded = "succeeded" // a 2xx answer was recorded
+	StatusDead      = "dead"      // every attempt failed; the record went to the dead-letter topic
+	StatusCancelled = "cancelled" // the subscription was deleted first
+)
+
+// ValidStatus reports whether s is a delivery status.
+func ValidStatus(s string) bool {
+	switch s {
+	case StatusPending, StatusSucceeded, StatusDead, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Subscription is one webhook endpoint and the event types it wants.
+type Subscription struct {
+	ID          uuid.UUID `json:"id"`
+	URL         string    `json:"url"`
+	EventTypes  []string  `json:"event_types"`
+	Description string    `json:"description"`
+	// Secret is only returned when the subscription is created.
+	Secret    string    `json:"secret,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Attempt is one HTTP try.
+type Attempt struct {
+	Attempt      int       `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	LatencyMS    float64   `json:"latency_ms"`
+	StatusCode   *int      `json:"status_code"`
+	Error        *string   `json:"error"`
+	ResponseBody *string   `json:"response_body"`
+	Succeeded    bool      `json:"succeeded"`
+}
+
+// Delivery is one event for one subscription: the dedup key is the pair.
+type Delivery struct {
+	ID             uuid.UUID `json:"id"`
+	SubscriptionID uuid.UUID `json:"subscription_id"`
+	EventID        uuid.UUID `json:"event_id"`
+	Status         string    `json:"status"`
+	Attempts       int       `json:"attempts"`
+	NextAttemptAt  time.Time `json:"next_attempt_at"`
+	LastError      *string   `json:"last_error"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	AttemptLog     []Attempt `json:"attempt_log"`
+}
+
+// SubscriptionState is an event's delivery state at one subscription.
+type SubscriptionState struct {
+	SubscriptionID uuid.UUID  `json:"subscription_id"`
+	URL            string     `json:"url"`
+	DeliveryID     *uuid.UUID `json:"delivery_id"`
+	// Status is a delivery status, or "not_started" before the worker reached it.
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	LastError     *string    `json:"last_error,omitempty"`
+	UpdatedAt     *time.Time `json:"updated_at,omitempty"`
+}
+
+// Store reads and writes subscriptions and the delivery log.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// CreateSubscription stores sub (ID, URL, EventTypes, Description, Secret set by
+// the caller) and fills CreatedAt.
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
+	err := s.pool.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret).
+		Scan(&sub.CreatedAt)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("delivery: create subscription: %w", err)
+	}
+	return sub, nil
+}
+
+func scanSubscription(r pgx.Row) (Subscription, error) {
+	var sub Subscription
+	err := r.Scan(&sub.ID, &sub.URL, &sub.EventTypes, &sub.Description, &sub.CreatedAt)
+	return sub, err
+}
+
+// ListSubscriptions returns live subscriptions, without secrets.
+func (s *Store) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
+	rows, _ := s.pool.Query(ctx, q.ListSubscriptions)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSubscription(r) })
+	if err != nil {
+		return nil, fmt.Errorf("delivery: list subscriptions: %w", err)
+	}
+	return out, nil
+}
+
+// GetSubscription returns one live subscription, without its secret.
+func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (Subscription, error) {
+	sub, err := scanSubscription(s.pool.QueryRow(ctx, q.GetSubscription, id))
+	if db.IsNoRows(err) {
+		return Subscription{}, ErrNotFound
+	}
+	if err != nil {
+		return Subscription{}, fmt.Errorf("delivery: get subscription: %w", err)
+	}
+	return sub, nil
+}
+
+// DeleteSubscription stops deliveries to id and cancels its pending ones.
+func (s *Store) DeleteSubscription(ctx context.Context, id uuid.UUID) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("delivery: delete subscription: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var exists bool
+	if err := tx.QueryRow(ctx, q.SubscriptionExists, id).Scan(&exists); err != nil {
+		return fmt.Errorf("delivery: delete subscription: %w", err)
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	if _, err := tx.Exec(ctx, q.DeleteSubscription, id); err != nil {
+		return fmt.Errorf("delivery: delete subscription: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("delivery: delete subscription: %w", err)
+	}
+	return nil
+}
+
+// Filter selects deliveries; nil fields match everything.
+type Filter struct {
+	EventID        *uuid.UUID
+	SubscriptionID *uuid.UUID
+	Status         *string
+	// Limit caps the result (1 to 1000; default 100).
+	Limit int
+}
+
+// ListDeliveries returns matching deliveries, oldest first, each with its attempts.
+func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	rows, _ := s.pool.Query(ctx, q.ListDeliveries, f.EventID, f.SubscriptionID, f.Status, f.Limit)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
+		var d Delivery
+		err := r.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.Status, &d.Attempts, &d.NextAttemptAt, &d.LastError, &d.CreatedAt, &d.UpdatedAt)
+		d.AttemptLog = []Attempt{}
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: list deliveries: %w", err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]uuid.UUID, len(out))
+	byID := make(map[uuid.UUID]*Delivery, len(out))
+	for i := range out {
+		ids[i] = out[i].ID
+		byID[out[i].ID] = &out[i]
+	}
+	rows, _ = s.pool.Query(ctx, q.ListAttempts, ids)
+	var (
+		did       uuid.UUID
+		a         Attempt
+		latencyUS int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&did, &a.Attempt, &a.StartedAt, &latencyUS, &a.StatusCode, &a.Error, &a.ResponseBody, &a.Succeeded}, func() error {
+		a.LatencyMS = float64(latencyUS) / 1000
+		d := byID[did]
+		d.AttemptLog = append(d.AttemptLog, a)
+		a = Attempt{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: list attempts: %w", err)
+	}
+	return out, nil
+}
+
+// EventStates returns, per subscription the event matches, its delivery state.
+func (s *Store) EventStates(ctx context.Context, eventID uuid.UUID) ([]SubscriptionState, error) {
+	rows, _ := s.pool.Query(ctx, q.EventDeliveryStates, eventID)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SubscriptionState, error) {
+		var st SubscriptionState
+		var status *string
+		var attempts *int
+		err := r.Scan(&st.SubscriptionID, &st.URL, &st.DeliveryID, &status, &attempts, &st.NextAttemptAt, &st.LastError, &st.UpdatedAt)
+		st.Status = "not_started"
+		if status != nil {
+			st.Status = *status
+		}
+		if attempts != nil {
+			st.Attempts = *attempts
+		}
+		if st.Status != StatusPending {
+			st.NextAttemptAt = nil
+		}
+		return st, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: event states: %w", err)
+	}
+	return out, nil
+}

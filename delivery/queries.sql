@@ -1,0 +1,54 @@
+-- Queries of package delivery: subscriptions and the delivery log.
+
+-- name: create_subscription
+INSERT INTO subscriptions (id, url, event_types, description, secret)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING created_at;
+
+-- name: list_subscriptions
+SELECT id, url, event_types, description, created_at
+FROM subscriptions WHERE deleted_at IS NULL ORDER BY id;
+
+-- name: get_subscription
+SELECT id, url, event_types, description, created_at
+FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: delete_subscription
+-- Soft delete: the delivery log keeps its history; pending deliveries are cancelled.
+WITH s AS (
+    UPDATE subscriptions SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id
+)
+UPDATE deliveries d SET status = 'cancelled', owner = NULL, updated_at = now()
+FROM s WHERE d.subscription_id = s.id AND d.status = 'pending';
+
+-- name: subscription_exists
+SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL);
+
+-- name: list_deliveries
+SELECT id, subscription_id, event_id, status, attempts, next_attempt_at, last_error, created_at, updated_at
+FROM deliveries
+WHERE ($1::uuid IS NULL OR event_id = $1)
+  AND ($2::uuid IS NULL OR subscription_id = $2)
+  AND ($3::text IS NULL OR status = $3)
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: list_attempts
+SELECT delivery_id, attempt, started_at, latency_us, status_code, error, response_body, succeeded
+FROM delivery_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt;
+
+-- name: event_delivery_states
+-- Per live subscription that wants the event (the worker's matching rule), its
+-- delivery, if the worker got to it yet; then deliveries to subscriptions deleted
+-- since.
+SELECT s.id, s.url, d.id, d.status, d.attempts, d.next_attempt_at, d.last_error, d.updated_at
+FROM events e
+JOIN subscriptions s ON e.type = ANY (s.event_types) AND s.created_at <= e.created_at
+                    AND s.deleted_at IS NULL
+LEFT JOIN deliveries d ON d.subscription_id = s.id AND d.event_id = e.id
+WHERE e.id = $1
+UNION ALL
+SELECT s.id, s.url, d.id, d.status, d.attempts, d.next_attempt_at, d.last_error, d.updated_at
+FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+WHERE d.event_id = $1 AND s.deleted_at IS NOT NULL
+ORDER BY 1;

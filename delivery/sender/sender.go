@@ -1,0 +1,147 @@
+// Package sender makes one webhook attempt: a signed HTTP POST with a timeout,
+// 2xx as success, and the first KiB of the response kept for the delivery log.
+package sender
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eventconfigservice/ecs/delivery/signature"
+)
+
+// ResponseBodyLimit is how much of a response body the delivery log keeps.
+const ResponseBodyLimit = 1024
+
+// drainLimit is how much more of a body is read so the connection can be reused;
+// a larger body closes the connection instead.
+const drainLimit = 64 << 10
+
+// Config tunes the HTTP client.
+type Config struct {
+	// Timeout bounds one attempt, connection set-up included
+	// (ECS_WORKER_HTTP_TIMEOUT, default 15s).
+	Timeout time.Duration
+	// MaxConnsPerHost caps connections to one subscriber host (default 64).
+	MaxConnsPerHost int
+	// UserAgent is sent with every request (default "EventConfigService/1").
+	UserAgent string
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = 15 * time.Second
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = 64
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "EventConfigService/1"
+	}
+	return c
+}
+
+// Request is one attempt to make.
+type Request struct {
+	URL string
+	// ID is the webhook-id: the same on every retry, so subscribers can dedup.
+	ID   string
+	Body []byte
+	// Key is the subscription's signing key (signature.Key of its secret).
+	Key []byte
+}
+
+// Result is what one attempt did.
+type Result struct {
+	StatusCode   int // 0 when no response arrived
+	Latency      time.Duration
+	Err          error // transport error or non-2xx status
+	ResponseBody string
+}
+
+// Succeeded reports a 2xx answer.
+func (r Result) Succeeded() bool { return r.Err == nil && r.StatusCode >= 200 && r.StatusCode < 300 }
+
+// Sender posts webhooks.
+type Sender struct {
+	client *http.Client
+	cfg    Config
+	now    func() time.Time
+}
+
+// New returns a Sender.
+func New(cfg Config) *Sender {
+	cfg = cfg.WithDefaults()
+	tr := &http.Transport{
+		Proxy:                 nil, // never route subscriber traffic through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   cfg.MaxConnsPerHost,
+		MaxConnsPerHost:       cfg.MaxConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		ForceAttemptHTTP2:     true,
+	}
+	return &Sender{
+		cfg: cfg,
+		now: time.Now,
+		client: &http.Client{
+			Transport: tr,
+			Timeout:   cfg.Timeout,
+			// A redirect is answered as it is (a 3xx failure), never followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Send makes one attempt.
+func (s *Sender) Send(ctx context.Context, req Request) Result {
+	start := s.now()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
+	if err != nil {
+		return Result{Err: fmt.Errorf("build request: %w", err)}
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("User-Agent", s.cfg.UserAgent)
+	hreq.Header.Set(signature.HeaderID, req.ID)
+	hreq.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
+	hreq.Header.Set(signature.HeaderSignature, signature.Sign(req.Key, req.ID, start, req.Body))
+
+	resp, err := s.client.Do(hreq)
+	if err != nil {
+		return Result{Latency: time.Since(start), Err: classify(err)}
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, ResponseBodyLimit))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	res := Result{StatusCode: resp.StatusCode, Latency: time.Since(start), ResponseBody: Clean(head)}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		res.Err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return res
+}
+
+// CloseIdle closes idle connections.
+func (s *Sender) CloseIdle() { s.client.CloseIdleConnections() }
+
+func classify(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("timeout: %w", err)
+	}
+	return err
+}
+
+// Clean makes bytes storable as PostgreSQL text: valid UTF-8 without NUL.
+func Clean(b []byte) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\x00", "")
+}

@@ -1,0 +1,77 @@
+package sender
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/eventconfigservice/ecs/delivery/signature"
+)
+
+func TestSend(t *testing.T) {
+	t.Parallel()
+	secret, err := signature.NewSecret()
+	require.NoError(t, err)
+	key, err := signature.Key(secret)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name     string
+		handler  http.HandlerFunc
+		wantCode int
+		wantOK   bool
+		wantBody string
+		wantErr  string
+	}{
+		{"2xx succeeds", func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if err := signature.Verify(secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
+				r.Header.Get("webhook-signature"), body, time.Now(), time.Minute); err != nil {
+				http.Error(w, err.Error(), 401)
+				return
+			}
+			w.WriteHeader(204)
+		}, 204, true, "", ""},
+		{"5xx fails and keeps the first KiB", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(503)
+			_, _ = w.Write([]byte(strings.Repeat("x", 5000)))
+		}, 503, false, strings.Repeat("x", 1024), "status 503"},
+		{"redirect is not followed", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, 302, false, "", "status 302"},
+		{"timeout", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Second):
+			}
+		}, 0, false, "", "timeout"},
+		{"binary body is stored cleanly", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(500)
+			_, _ = w.Write([]byte{'a', 0, 0xff, 'b'})
+		}, 500, false, "a\uFFFDb", "status 500"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			s := New(Config{Timeout: 300 * time.Millisecond})
+			defer s.CloseIdle()
+			res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{"a":1}`), Key: key})
+			require.Equal(t, tt.wantCode, res.StatusCode)
+			require.Equal(t, tt.wantOK, res.Succeeded())
+			if tt.wantBody != "" {
+				require.Equal(t, tt.wantBody, res.ResponseBody)
+			}
+			if tt.wantErr != "" {
+				require.ErrorContains(t, res.Err, tt.wantErr)
+			}
+		})
+	}
+}

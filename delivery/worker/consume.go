@@ -1,0 +1,249 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/platform/kafka"
+)
+
+// holdPoll bounds a poll while records wait for a gap, so gap timeouts fire
+// even when no new record arrives.
+const holdPoll = 100 * time.Millisecond
+
+// consume polls records until ctx ends. Records pass the sequencer (a key's
+// events in key_seq order), become deliveries in PostgreSQL together with the
+// keys' progress, and only then are their offsets committed, never past a held
+// record: a crash anywhere makes the next owner of a partition re-read records
+// whose deliveries may already exist, and the dedup key absorbs them.
+func (w *Worker) consume(ctx context.Context, id uuid.UUID, cl *kgo.Client, d *dispatcher, log *slog.Logger) {
+	seq := newSequencer(w.cfg.OrderGapTimeout, w.cfg.MaxHeld)
+	last := map[string]map[int32]*kgo.Record{} // per partition, the last polled record
+	for {
+		if lost := w.takeLost(); len(lost) > 0 {
+			seq.forget(lost)
+			for t, ps := range lost {
+				for _, p := range ps {
+					delete(last[t], p)
+				}
+			}
+		}
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if seq.holding() {
+			pollCtx, cancel = context.WithTimeout(ctx, holdPoll)
+		}
+		fetches := cl.PollRecords(pollCtx, 1000)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				log.Warn("fetch error", "topic", topic, "partition", partition, "error", err)
+			}
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 && !seq.holding() {
+			continue
+		}
+		w.metrics.consumed.Add(float64(len(recs)))
+		for _, r := range recs {
+			if last[r.Topic] == nil {
+				last[r.Topic] = map[int32]*kgo.Record{}
+			}
+			last[r.Topic][r.Partition] = r
+		}
+		if keys := seq.unknown(recs); len(keys) > 0 {
+			var progress map[string]int64
+			if !retry(ctx, log, "load key progress", func() (err error) {
+				progress, err = w.loadProgress(ctx, keys)
+				return err
+			}) {
+				return
+			}
+			seq.load(keys, progress)
+		}
+		ready := seq.push(recs, time.Now())
+		if len(ready) > 0 && !retry(ctx, log, "store deliveries", func() error { return w.ingest(ctx, id, ready, seq, d) }) {
+			return
+		}
+		w.commit(ctx, cl, append(recs, ready...), last, seq, log)
+	}
+}
+
+// commit commits, for every partition touched, the offset after its last polled
+// record, or that of its lowest held record if one waits.
+func (w *Worker) commit(ctx context.Context, cl *kgo.Client, touched []*kgo.Record, last map[string]map[int32]*kgo.Record, seq *sequencer, log *slog.Logger) {
+	if len(touched) == 0 {
+		return
+	}
+	floor := seq.heldFloor()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range touched {
+		if offsets[r.Topic] == nil {
+			offsets[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if _, done := offsets[r.Topic][r.Partition]; done {
+			continue
+		}
+		if h, ok := floor[r.Topic][r.Partition]; ok {
+			offsets[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: h.LeaderEpoch, Offset: h.Offset}
+		} else if l, ok := last[r.Topic][r.Partition]; ok {
+			offsets[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: l.LeaderEpoch, Offset: l.Offset + 1}
+		}
+	}
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil && ctx.Err() == nil {
+			// Not fatal: the records come again after a rebalance and dedup absorbs them.
+			log.Warn("commit offsets failed", "error", err)
+		}
+	})
+}
+
+// retry runs f until it succeeds or ctx ends (then it returns false).
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) bool {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0
+	for {
+		err := f()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := b.NextBackOff()
+		log.Warn(what+" failed; retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (w *Worker) loadProgress(ctx context.Context, keys []string) (map[string]int64, error) {
+	rows, _ := w.pool.Query(ctx, q.LoadProgress, keys)
+	out := map[string]int64{}
+	var k string
+	var n int64
+	_, err := pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+	return out, err
+}
+
+// ingest creates the deliveries of recs and saves the keys' progress in one
+// transaction, then queues the new deliveries in record order.
+func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, seq *sequencer, d *dispatcher) error {
+	ids := make([]uuid.UUID, 0, len(recs))
+	byEvent := make(map[uuid.UUID]int, len(recs)) // event id -> index of its first record
+	for i, r := range recs {
+		eid, ok := eventID(r)
+		if !ok {
+			w.log.Warn("record without a valid event id header; skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			continue
+		}
+		if _, dup := byEvent[eid]; !dup {
+			byEvent[eid] = i
+			ids = append(ids, eid)
+		}
+	}
+	keys, seqs := seq.progress(recs)
+	sort.Sort(byKey{keys, seqs})
+
+	type created struct {
+		job
+		idx int
+	}
+	var jobs []created
+	b := &pgx.Batch{}
+	b.Queue(q.CreateDeliveries, ids, id)
+	if len(keys) > 0 {
+		b.Queue(q.SaveProgress, keys, seqs)
+	}
+	err := func() error {
+		br := w.pool.SendBatch(ctx, b) // one implicit transaction
+		defer br.Close()
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var (
+			did, sid, eid uuid.UUID
+			url, secret   string
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret}, func() error {
+			r := recs[byEvent[eid]]
+			key, err := signature.Key(secret)
+			if err != nil {
+				w.log.Error("subscription has an unusable secret", "subscription_id", sid, "error", err)
+			}
+			jobs = append(jobs, created{idx: byEvent[eid], job: job{
+				deliveryID: did, subscriptionID: sid, eventID: eid,
+				url: url, key: key, body: r.Value, orderKey: string(r.Key),
+			}})
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return err
+	}
+	w.metrics.created.Add(float64(len(jobs)))
+	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].idx < jobs[b].idx })
+	var overflow []uuid.UUID
+	for _, j := range jobs {
+		if !d.offer(j.job) {
+			overflow = append(overflow, j.deliveryID)
+		}
+	}
+	if len(overflow) > 0 {
+		w.metrics.overflow.Add(float64(len(overflow)))
+		// Hand them to the poller; if this fails the heartbeat-staleness rule
+		// frees them when this worker stops.
+		if _, err := w.pool.Exec(ctx, q.Release, overflow, id); err != nil {
+			w.log.Warn("release overflow failed", "error", err)
+		}
+	}
+	return nil
+}
+
+type byKey struct {
+	keys []string
+	seqs []int64
+}
+
+func (b byKey) Len() int           { return len(b.keys) }
+func (b byKey) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
+func (b byKey) Swap(i, j int) {
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
+	b.seqs[i], b.seqs[j] = b.seqs[j], b.seqs[i]
+}
+
+func eventID(r *kgo.Record) (uuid.UUID, bool) {
+	for _, h := range r.Headers {
+		if h.Key == kafka.HeaderEventID {
+			id, err := uuid.ParseBytes(h.Value)
+			return id, err == nil
+		}
+	}
+	return uuid.UUID{}, false
+}

@@ -1,0 +1,235 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/sender"
+)
+
+// job is one attempt to make.
+type job struct {
+	deliveryID     uuid.UUID
+	subscriptionID uuid.UUID
+	eventID        uuid.UUID
+	url            string
+	key            []byte // nil when the subscription's secret is unusable
+	body           []byte
+	orderKey       string
+	attempts       int // attempts made before this one
+}
+
+// dispatcher runs, per subscription, Config.Lanes goroutines each draining a
+// bounded queue. A slow or failing subscriber fills only its own lanes; the
+// consumer never waits for it (a full lane sends the delivery to the poller).
+type dispatcher struct {
+	ctx   context.Context
+	w     *Worker
+	id    uuid.UUID
+	cl    *kgo.Client
+	log   *slog.Logger
+	wg    sync.WaitGroup
+	soft  atomic.Bool // stopping: queued jobs are handed back, not sent
+	mu    sync.Mutex
+	done  bool
+	lanes map[uuid.UUID][]chan job
+
+	relMu    sync.Mutex
+	released []uuid.UUID
+}
+
+func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client, log *slog.Logger) *dispatcher {
+	return &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{}}
+}
+
+// offer queues j on its lane without blocking; false means the lane is full (or
+// the dispatcher stopped) and the caller must release the delivery.
+func (d *dispatcher) offer(j job) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done {
+		return false
+	}
+	lanes, ok := d.lanes[j.subscriptionID]
+	if !ok {
+		lanes = make([]chan job, d.w.cfg.Lanes)
+		for i := range lanes {
+			lanes[i] = make(chan job, d.w.cfg.LaneQueue)
+			d.wg.Add(1)
+			go d.runLane(lanes[i])
+		}
+		d.lanes[j.subscriptionID] = lanes
+	}
+	h := fnv.New32a()
+	h.Write([]byte(j.orderKey))
+	select {
+	case lanes[h.Sum32()%uint32(len(lanes))] <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *dispatcher) runLane(ch chan job) {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case j, ok := <-ch:
+			if !ok {
+				return
+			}
+			if d.soft.Load() {
+				d.relMu.Lock()
+				d.released = append(d.released, j.deliveryID)
+				d.relMu.Unlock()
+				continue
+			}
+			d.attempt(j)
+		}
+	}
+}
+
+// stop ends the lanes. On a soft stop each lane finishes its attempt in hand and
+// queued deliveries are handed back; on a hard stop (ctx) lanes just exit.
+func (d *dispatcher) stop() {
+	d.soft.Store(true)
+	d.mu.Lock()
+	d.done = true
+	for _, lanes := range d.lanes {
+		for _, ch := range lanes {
+			close(ch)
+		}
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+	if d.ctx.Err() != nil || len(d.released) == 0 {
+		return
+	}
+	if _, err := d.w.pool.Exec(d.ctx, q.Release, d.released, d.id); err != nil {
+		d.log.Warn("could not hand back queued deliveries; they are freed when the heartbeat goes stale", "error", err)
+	}
+}
+
+// attempt sends j once and records the outcome.
+func (d *dispatcher) attempt(j job) {
+	w := d.w
+	log := d.log.With("delivery_id", j.deliveryID, "event_id", j.eventID, "subscription_id", j.subscriptionID)
+	started := time.Now()
+	var res sender.Result
+	if j.key == nil {
+		res = sender.Result{Err: errors.New("subscription secret is unusable")}
+	} else {
+		res = w.sender.Send(d.ctx, sender.Request{URL: j.url, ID: j.eventID.String(), Body: j.body, Key: j.key})
+	}
+	if d.ctx.Err() != nil {
+		return // hard stop mid-attempt: record nothing, as after a crash
+	}
+	w.metrics.attemptDuration.Observe(res.Latency.Seconds())
+
+	n := j.attempts + 1
+	status, next := delivery.StatusSucceeded, time.Now()
+	var lastErr *string
+	if res.Succeeded() {
+		w.metrics.attempts.WithLabelValues("success").Inc()
+	} else {
+		w.metrics.attempts.WithLabelValues("failure").Inc()
+		msg := res.Err.Error()
+		lastErr = &msg
+		if n >= w.cfg.MaxAttempts {
+			status = delivery.StatusDead
+			if d.deadLetter(j, n, msg) {
+				w.metrics.dead.Inc()
+				log.Warn("delivery is dead", "attempts", n, "error", msg)
+			} else {
+				// Not dead until its record is in the dead-letter topic: keep it
+				// pending, so a later round tries (and dead-letters) it again.
+				status = delivery.StatusPending
+				next = time.Now().Add(w.cfg.RetryInitial)
+			}
+		} else {
+			status = delivery.StatusPending
+			next = time.Now().Add(w.cfg.RetryDelay(n))
+			log.Debug("attempt failed; retry scheduled", "attempt", n, "error", msg, "next_attempt_at", next)
+		}
+	}
+	var code *int
+	if res.StatusCode != 0 {
+		code = &res.StatusCode
+	}
+	var body *string
+	if res.ResponseBody != "" {
+		body = &res.ResponseBody
+	}
+	if err := d.record(j, status, n, next, lastErr, started, res.Latency, code, body, res.Succeeded()); err != nil {
+		if d.ctx.Err() == nil {
+			log.Error("could not record attempt", "error", err)
+		}
+	}
+}
+
+// record writes the attempt and the delivery's new state, retrying briefly: an
+// unrecorded success would be sent again after a takeover.
+func (d *dispatcher) record(j job, status string, n int, next time.Time, lastErr *string, started time.Time,
+	latency time.Duration, code *int, body *string, ok bool) error {
+	var err error
+	for try := 0; try < 10; try++ {
+		var updated int64
+		err = d.w.pool.QueryRow(d.ctx, q.FinishAttempt, j.deliveryID, status, n, next, lastErr, d.id,
+			started, latency.Microseconds(), code, body, ok).Scan(&updated)
+		if err == nil {
+			if updated == 0 {
+				d.log.Warn("delivery was taken over by another worker before its attempt was recorded", "delivery_id", j.deliveryID)
+			}
+			return nil
+		}
+		select {
+		case <-d.ctx.Done():
+			return err
+		case <-time.After(time.Duration(try+1) * 100 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// Header names of dead-letter records.
+const (
+	HeaderDLQSubscription = "ecs-subscription-id"
+	HeaderDLQDelivery     = "ecs-delivery-id"
+	HeaderDLQAttempts     = "ecs-attempts"
+	HeaderDLQReason       = "ecs-dlq-reason"
+)
+
+// deadLetter produces j to the dead-letter topic, waiting for the acknowledgement.
+func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
+	rec := &kgo.Record{
+		Topic: d.w.kcfg.DLQTopic,
+		Key:   []byte(j.orderKey),
+		Value: j.body,
+		Headers: []kgo.RecordHeader{
+			{Key: "ecs-event-id", Value: []byte(j.eventID.String())},
+			{Key: HeaderDLQSubscription, Value: []byte(j.subscriptionID.String())},
+			{Key: HeaderDLQDelivery, Value: []byte(j.deliveryID.String())},
+			{Key: HeaderDLQAttempts, Value: []byte(strconv.Itoa(attempts))},
+			{Key: HeaderDLQReason, Value: []byte(reason)},
+		},
+	}
+	if err := d.cl.ProduceSync(d.ctx, rec).FirstErr(); err != nil {
+		if d.ctx.Err() == nil {
+			d.log.Error("dead-letter produce failed; delivery stays pending", "delivery_id", j.deliveryID, "error", err)
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,406 @@
+// Package relay moves outbox rows to Kafka. One relay per database leads (an
+// advisory lock); it wakes on NOTIFY ecs_outbox, polls as a fallback so a lost
+// notification or a dropped connection only delays, produces each batch with
+// franz-go's idempotent producer, and deletes rows only after the broker
+// acknowledged all of them. Killed at any instant it loses nothing: unacknowledged
+// rows stay and are produced again, and the worker's dedup key absorbs the copies.
+package relay
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventconfigservice/ecs/outbox"
+	"github.com/eventconfigservice/ecs/platform/config"
+	"github.com/eventconfigservice/ecs/platform/db"
+	"github.com/eventconfigservice/ecs/platform/kafka"
+	"github.com/eventconfigservice/ecs/platform/service"
+)
+
+//go:embed queries.sql
+var queriesSQL string
+
+var q struct {
+	TryLead      string `sql:"try_lead"`
+	Listen       string `sql:"listen"`
+	Claim        string `sql:"claim"`
+	Remove       string `sql:"remove"`
+	Backlog      string `sql:"backlog"`
+	NotifyTopics string `sql:"notify_topics"`
+}
+
+func init() { db.MustLoadQueries(queriesSQL, &q) }
+
+// Config tunes the relay.
+type Config struct {
+	// BatchSize is the most rows read and produced per round
+	// (ECS_RELAY_BATCH_SIZE, default 1000).
+	BatchSize int
+	// PollInterval bounds how long a committed row waits when its NOTIFY was
+	// lost (ECS_RELAY_POLL_INTERVAL, default 1s).
+	PollInterval time.Duration
+	// LeaderRetry is how often a standby relay tries to take the lead
+	// (ECS_RELAY_LEADER_RETRY, default 2s).
+	LeaderRetry time.Duration
+	// ProduceTimeout fails a record the broker has not acknowledged in time; the
+	// batch is then retried (ECS_RELAY_PRODUCE_TIMEOUT, default 30s).
+	ProduceTimeout time.Duration
+}
+
+// LoadConfig reads ECS_RELAY_* variables.
+func LoadConfig(e *config.Env) Config {
+	return Config{
+		BatchSize:      e.Int("ECS_RELAY_BATCH_SIZE", 1000),
+		PollInterval:   e.Duration("ECS_RELAY_POLL_INTERVAL", time.Second),
+		LeaderRetry:    e.Duration("ECS_RELAY_LEADER_RETRY", 2*time.Second),
+		ProduceTimeout: e.Duration("ECS_RELAY_PRODUCE_TIMEOUT", 30*time.Second),
+	}
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.BatchSize == 0 {
+		c.BatchSize = 1000
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Second
+	}
+	if c.LeaderRetry == 0 {
+		c.LeaderRetry = 2 * time.Second
+	}
+	if c.ProduceTimeout == 0 {
+		c.ProduceTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BatchSize < 1 || c.BatchSize > 100000 {
+		errs = append(errs, errors.New("ECS_RELAY_BATCH_SIZE must be between 1 and 100000"))
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("ECS_RELAY_POLL_INTERVAL must be at least 10ms"))
+	}
+	if c.LeaderRetry < 10*time.Millisecond {
+		errs = append(errs, errors.New("ECS_RELAY_LEADER_RETRY must be at least 10ms"))
+	}
+	if c.ProduceTimeout < time.Second {
+		errs = append(errs, errors.New("ECS_RELAY_PRODUCE_TIMEOUT must be at least 1s"))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay is the outbox relay service.
+type Relay struct {
+	service.Base
+	cfg     Config
+	kcfg    kafka.Config
+	kopts   []kgo.Opt
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	metrics *relayMetrics
+
+	mu      sync.Mutex
+	leading bool
+}
+
+// New builds a relay. Extra kgo options (tests, TLS, SASL) are added to the
+// producer's.
+func New(cfg Config, kcfg kafka.Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, kopts ...kgo.Opt) (*Relay, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	kcfg = kcfg.WithDefaults()
+	if err := kcfg.Validate(); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return &Relay{cfg: cfg, kcfg: kcfg, kopts: kopts, pool: pool, log: log.With("component", "relay"), metrics: newMetrics(reg)}, nil
+}
+
+// Leading reports whether this relay holds the lead now.
+func (r *Relay) Leading() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leading
+}
+
+func (r *Relay) setLeading(v bool) {
+	r.mu.Lock()
+	r.leading = v
+	r.mu.Unlock()
+	if v {
+		r.metrics.leader.Set(1)
+	} else {
+		r.metrics.leader.Set(0)
+	}
+}
+
+// Start runs the relay in the background. The Kafka client is made per start, so
+// a stopped relay can be started again.
+func (r *Relay) Start(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(r.kcfg.Brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // with the idempotent producer (kgo's default)
+		kgo.RecordDeliveryTimeout(r.cfg.ProduceTimeout),
+		kgo.ProducerLinger(0), // a batch is produced whole and awaited: lingering only adds latency
+		kgo.ClientID("ecs-relay"),
+	}, r.kopts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("relay: kafka client: %w", err)
+	}
+	r.StartRun(ctx, func(ctx context.Context, stopping <-chan struct{}) {
+		defer cl.Close()
+		r.run(ctx, stopping, cl, kafka.NewTopics(cl, r.kcfg))
+	})
+	return nil
+}
+
+// run campaigns for the lead until stopped.
+func (r *Relay) run(ctx context.Context, stopping <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) {
+	for {
+		if err := r.campaign(ctx, stopping, cl, topics); err != nil && ctx.Err() == nil {
+			r.log.Warn("relay lost or could not take the lead", "error", err)
+		}
+		select {
+		case <-stopping:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(r.cfg.LeaderRetry):
+		}
+	}
+}
+
+// campaign opens a dedicated connection, takes the lead if it is free, and relays
+// until the connection breaks or the relay stops. The lock lives and dies with
+// the connection, so a relay whose connection dropped has lost the lead and stops
+// producing before another takes it.
+func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) error {
+	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var leading bool
+	if err := conn.QueryRow(ctx, q.TryLead).Scan(&leading); err != nil {
+		return fmt.Errorf("try lead: %w", err)
+	}
+	if !leading {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, q.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	r.setLeading(true)
+	defer r.setLeading(false)
+	r.log.Info("relay leads")
+
+	leadCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{} // drain what accumulated while nobody led
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		defer cancel() // a soft stop ends the listen loop too
+		r.drainLoop(leadCtx, stopping, wake, cl, topics)
+	}()
+	defer func() { cancel(); <-drained }()
+
+	for {
+		waitCtx, stopWait := context.WithTimeout(leadCtx, r.cfg.PollInterval)
+		_, err := conn.WaitForNotification(waitCtx)
+		stopWait()
+		if leadCtx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		// A notification, or the poll interval passed: either way look for rows.
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drainLoop relays batches while there is a backlog, then waits for a wake-up.
+func (r *Relay) drainLoop(ctx context.Context, stopping <-chan struct{}, wake <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) {
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval = 100 * time.Millisecond
+	retry.MaxInterval = 10 * time.Second
+	retry.MaxElapsedTime = 0
+	for {
+		select {
+		case <-stopping:
+			return
+		case <-ctx.Done():
+			return
+		case <-wake:
+		}
+		for {
+			n, err := r.relayBatch(ctx, cl, topics)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.metrics.errors.Inc()
+				wait := retry.NextBackOff()
+				r.log.Warn("relay batch failed; rows stay in the outbox", "error", err, "retry_in", wait)
+				select {
+				case <-stopping:
+					return
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				continue
+			}
+			retry.Reset()
+			if n < r.cfg.BatchSize {
+				break
+			}
+			select {
+			case <-stopping:
+				return
+			default:
+			}
+		}
+	}
+}
+
+type row struct {
+	outboxID int64
+	record   *kgo.Record
+}
+
+// relayBatch produces one batch and deletes it once every record is acknowledged.
+// It returns how many rows it relayed.
+func (r *Relay) relayBatch(ctx context.Context, cl *kgo.Client, topics *kafka.Topics) (int, error) {
+	start := time.Now()
+	rows, _ := r.pool.Query(ctx, q.Claim, r.cfg.BatchSize)
+	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+		var (
+			rw        row
+			id        uuid.UUID
+			typ       string
+			key       *string
+			keySeq    *int64
+			data      string
+			createdAt time.Time
+			topic     string
+		)
+		if err := cr.Scan(&rw.outboxID, &id, &typ, &key, &keySeq, &data, &createdAt, &topic); err != nil {
+			return row{}, err
+		}
+		k := id.String()
+		if key != nil {
+			k = *key
+		}
+		rw.record = &kgo.Record{
+			Topic: topic,
+			Key:   []byte(k),
+			Value: outbox.WebhookBody(typ, createdAt, []byte(data)),
+			Headers: []kgo.RecordHeader{
+				{Key: kafka.HeaderEventID, Value: []byte(id.String())},
+				{Key: kafka.HeaderEventType, Value: []byte(typ)},
+			},
+			Timestamp: createdAt,
+		}
+		if keySeq != nil {
+			rw.record.Headers = append(rw.record.Headers, kgo.RecordHeader{Key: kafka.HeaderKeySeq, Value: strconv.AppendInt(nil, *keySeq, 10)})
+		}
+		return rw, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("claim rows: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+
+	seen := map[string]bool{}
+	var names []string
+	for _, rw := range batch {
+		if !seen[rw.record.Topic] {
+			seen[rw.record.Topic] = true
+			names = append(names, rw.record.Topic)
+		}
+	}
+	fresh, err := topics.Ensure(ctx, names...)
+	if err != nil {
+		return 0, err
+	}
+	if len(fresh) > 0 {
+		// Workers refresh their topic list on this instead of waiting for
+		// their periodic metadata refresh, so a new event type's first event
+		// is not held back.
+		if _, err := r.pool.Exec(ctx, q.NotifyTopics); err != nil {
+			r.log.Warn("could not announce new topics", "topics", fresh, "error", err)
+		}
+	}
+
+	// Produce in outbox order: kgo keeps the order of records per partition, and
+	// records of one key share a partition.
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	wg.Add(len(batch))
+	for _, rw := range batch {
+		cl.Produce(ctx, rw.record, func(_ *kgo.Record, err error) {
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("produce: %w", firstErr)
+	}
+
+	ids := make([]int64, len(batch))
+	for i, rw := range batch {
+		ids[i] = rw.outboxID
+	}
+	if _, err := r.pool.Exec(ctx, q.Remove, ids); err != nil {
+		return 0, fmt.Errorf("remove relayed rows: %w", err)
+	}
+	r.metrics.produced.Add(float64(len(batch)))
+	r.metrics.batchDuration.Observe(time.Since(start).Seconds())
+	r.log.Debug("relayed batch", "rows", len(batch), "duration", time.Since(start))
+	return len(batch), nil
+}
+
+// Backlog counts rows not yet relayed.
+func Backlog(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var n int64
+	if err := pool.QueryRow(ctx, q.Backlog).Scan(&n); err != nil {
+		return 0, fmt.Errorf("relay: backlog: %w", err)
+	}
+	return n, nil
+}
