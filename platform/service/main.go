@@ -80,4 +80,3 @@ func (f Func) Stop(ctx context.Context) {
 		f.StopFunc(ctx)
 	}
 }
-
