@@ -33,7 +33,7 @@ func TestSend(t *testing.T) {
 			body, _ := io.ReadAll(r.Body)
 			if err := signature.Verify(secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
 				r.Header.Get("webhook-signature"), body, time.Now(), time.Minute); err != nil {
-				http.Error(w, err.Error(), 401)
+				http.Error(w, err.Error(), http.StatusUnauthorized)
 				return
 			}
 			w.WriteHeader(204)

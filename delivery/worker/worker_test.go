@@ -1,0 +1,262 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/sender"
+	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/delivery/worker"
+	"github.com/eventconfigservice/ecs/outbox"
+	"github.com/eventconfigservice/ecs/platform/db/dbtest"
+	"github.com/eventconfigservice/ecs/platform/kafka"
+	"github.com/eventconfigservice/ecs/platform/logging"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+type testBundle struct {
+	pool     *pgxpool.Pool
+	events   *outbox.Store
+	subs     *delivery.Store
+	kcfg     kafka.Config
+	producer *kgo.Client
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	pool, _ := dbtest.NewDB(t)
+	emb, err := kafka.StartEmbedded("", logging.Discard())
+	require.NoError(t, err)
+	t.Cleanup(emb.Close)
+	kcfg := kafka.Config{Brokers: emb.Brokers(), Partitions: 3}.WithDefaults()
+	events := outbox.NewStore(pool, kcfg.Topic)
+	_, err = events.CreateEventType(context.Background(), "order.created", "")
+	require.NoError(t, err)
+	_, err = kafka.NewTopics(mustClient(t, kcfg), kcfg).Ensure(context.Background(), kcfg.Topic("order.created"))
+	require.NoError(t, err)
+	return &testBundle{pool: pool, events: events, subs: delivery.NewStore(pool), kcfg: kcfg, producer: mustClient(t, kcfg)}
+}
+
+func mustClient(t *testing.T, kcfg kafka.Config, opts ...kgo.Opt) *kgo.Client {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kcfg.Brokers...)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func (b *testBundle) startWorker(t *testing.T, cfg worker.Config) *worker.Worker {
+	t.Helper()
+	cfg.Group = "g"
+	cfg.PollInterval = 50 * time.Millisecond
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	cfg.StaleAfter = 500 * time.Millisecond
+	cfg.MetadataRefresh = 200 * time.Millisecond
+	if cfg.RetryInitial == 0 {
+		cfg.RetryInitial = 20 * time.Millisecond
+		cfg.RetryMax = 100 * time.Millisecond
+	}
+	if cfg.HTTP.Timeout == 0 {
+		cfg.HTTP = sender.Config{Timeout: 5 * time.Second}
+	}
+	w, err := worker.New(cfg, b.kcfg, b.pool, logging.Discard(), nil)
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(func() { w.Stop(context.Background()) })
+	return w
+}
+
+func (b *testBundle) subscribe(t *testing.T, url string) delivery.Subscription {
+	secret, err := signature.NewSecret()
+	require.NoError(t, err)
+	sub, err := b.subs.CreateSubscription(context.Background(), delivery.Subscription{
+		ID: uuid.Must(uuid.NewV7()), URL: url, EventTypes: []string{"order.created"}, Secret: secret})
+	require.NoError(t, err)
+	return sub
+}
+
+// publish stores an event and produces its record the way the relay does;
+// copies > 1 produces it again, as a relay killed before deleting its row would.
+func (b *testBundle) publish(t *testing.T, key string, copies int) outbox.Event {
+	t.Helper()
+	ev, _, err := b.events.Publish(context.Background(), outbox.NewEvent{Type: "order.created", Key: key, Data: json.RawMessage(`{"n":1}`)})
+	require.NoError(t, err)
+	for range copies {
+		rec := &kgo.Record{Topic: b.kcfg.Topic("order.created"), Key: []byte(key),
+			Value: outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data),
+			Headers: []kgo.RecordHeader{{Key: kafka.HeaderEventID, Value: []byte(ev.ID.String())},
+				{Key: kafka.HeaderKeySeq, Value: []byte(strconv.FormatInt(ev.KeySeq, 10))}}}
+		require.NoError(t, b.producer.ProduceSync(context.Background(), rec).FirstErr())
+	}
+	return ev
+}
+
+// endpoint answers with the status its policy gives for the n-th request and
+// counts 2xx answers per webhook-id.
+type endpoint struct {
+	srv    *httptest.Server
+	n      atomic.Int64
+	mu     sync.Mutex
+	ok     map[string]int
+	signal chan string // receives each webhook-id answered 2xx
+}
+
+func newEndpoint(t *testing.T, policy func(n int64) (int, time.Duration)) *endpoint {
+	e := &endpoint{ok: map[string]int{}, signal: make(chan string, 1000)}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, delay := policy(e.n.Add(1))
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if code < 300 {
+			id := r.Header.Get(signature.HeaderID)
+			e.mu.Lock()
+			e.ok[id]++
+			e.mu.Unlock()
+			e.signal <- id
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *endpoint) await(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for i := range n {
+		select {
+		case <-e.signal:
+		case <-deadline:
+			t.Fatalf("got %d of %d deliveries", i, n)
+		}
+	}
+}
+
+func (b *testBundle) delivery(t *testing.T, eventID uuid.UUID) delivery.Delivery {
+	t.Helper()
+	ds, err := b.subs.ListDeliveries(context.Background(), delivery.Filter{EventID: &eventID})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	return ds[0]
+}
+
+func TestWorkerDeliversAReproducedRecordOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ep := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	b.subscribe(t, ep.srv.URL)
+	b.startWorker(t, worker.Config{})
+	ev := b.publish(t, "k", 3)
+	second := b.publish(t, "k", 1) // a later record proves the copies were consumed
+	ep.await(t, 2, 20*time.Second)
+	require.Eventually(t, func() bool { return b.delivery(t, second.ID).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	require.Equal(t, 1, ep.ok[ev.ID.String()])
+	d := b.delivery(t, ev.ID)
+	require.Equal(t, delivery.StatusSucceeded, d.Status)
+	require.Len(t, d.AttemptLog, 1)
+}
+
+func TestWorkerDeadLettersAfterLastAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ep := newEndpoint(t, func(int64) (int, time.Duration) { return 503, 0 })
+	sub := b.subscribe(t, ep.srv.URL)
+	b.startWorker(t, worker.Config{MaxAttempts: 3})
+	ev := b.publish(t, "k", 1)
+
+	dlq := mustClient(t, b.kcfg, kgo.ConsumeTopics(b.kcfg.DLQTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var rec *kgo.Record
+	for rec == nil && ctx.Err() == nil {
+		dlq.PollFetches(ctx).EachRecord(func(r *kgo.Record) { rec = r })
+	}
+	require.NotNil(t, rec, "a dead-letter record")
+	headers := map[string]string{}
+	for _, h := range rec.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	require.Equal(t, ev.ID.String(), headers[kafka.HeaderEventID])
+	require.Equal(t, sub.ID.String(), headers[worker.HeaderDLQSubscription])
+	require.Equal(t, "3", headers[worker.HeaderDLQAttempts])
+	require.Equal(t, "status 503", headers[worker.HeaderDLQReason])
+	require.JSONEq(t, string(outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data)), string(rec.Value))
+
+	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Status == delivery.StatusDead }, 10*time.Second, 10*time.Millisecond)
+	d := b.delivery(t, ev.ID)
+	require.Len(t, d.AttemptLog, 3)
+	for _, a := range d.AttemptLog {
+		require.False(t, a.Succeeded)
+		require.Equal(t, 503, *a.StatusCode)
+	}
+	require.Equal(t, int64(3), ep.n.Load())
+}
+
+func TestWorkerRetrySurvivesRestart(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var healthy atomic.Bool
+	ep := newEndpoint(t, func(int64) (int, time.Duration) {
+		if healthy.Load() {
+			return 204, 0
+		}
+		return 500, 0
+	})
+	b.subscribe(t, ep.srv.URL)
+	// A retry far in the future: only the database remembers it.
+	w := b.startWorker(t, worker.Config{RetryInitial: time.Second, RetryMax: time.Second})
+	ev := b.publish(t, "k", 1)
+	require.Eventually(t, func() bool { return ep.n.Load() >= 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Attempts == 1 }, 10*time.Second, 10*time.Millisecond)
+	w.Stop(context.Background())
+
+	healthy.Store(true)
+	b.startWorker(t, worker.Config{RetryInitial: time.Second, RetryMax: time.Second})
+	ep.await(t, 1, 20*time.Second)
+	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+	d := b.delivery(t, ev.ID)
+	require.Len(t, d.AttemptLog, 2)
+	require.False(t, d.AttemptLog[0].Succeeded)
+	require.True(t, d.AttemptLog[1].Succeeded)
+}
+
+func TestWorkerSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	release := make(chan struct{})
+	slow := newEndpoint(t, func(int64) (int, time.Duration) { <-release; return 200, 0 })
+	fast := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	b.subscribe(t, slow.srv.URL)
+	b.subscribe(t, fast.srv.URL)
+	b.startWorker(t, worker.Config{Lanes: 4, LaneQueue: 8})
+	t.Cleanup(func() { close(release) }) // runs before the worker stops
+	for i := range 100 {
+		b.publish(t, "key-"+strconv.Itoa(i%10), 1)
+	}
+	// Every slow lane is stuck and its queue overflows to the database, yet the
+	// fast subscriber gets all 100.
+	fast.await(t, 100, 20*time.Second)
+	slow.mu.Lock()
+	require.Empty(t, slow.ok)
+	slow.mu.Unlock()
+}
