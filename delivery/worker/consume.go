@@ -215,14 +215,8 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 			overflow = append(overflow, j.deliveryID)
 		}
 	}
-	if len(overflow) > 0 {
-		w.metrics.overflow.Add(float64(len(overflow)))
-		// Hand them to the poller; if this fails the heartbeat-staleness rule
-		// frees them when this worker stops.
-		if _, err := w.pool.Exec(ctx, q.Release, overflow, id); err != nil {
-			w.log.Warn("release overflow failed", "error", err)
-		}
-	}
+	w.metrics.overflow.Add(float64(len(overflow)))
+	d.release(ctx, overflow)
 	return nil
 }
 

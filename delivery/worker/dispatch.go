@@ -46,6 +46,27 @@ type dispatcher struct {
 
 	relMu    sync.Mutex
 	released []uuid.UUID
+
+	// Outcomes and hand-backs that PostgreSQL refused for now. The rows stay held
+	// by this live worker, so no other worker would take them: the poller
+	// retries these until they land.
+	laterMu    sync.Mutex
+	unrecorded []outcome
+	unreleased []uuid.UUID
+}
+
+// outcome is one attempt's result, to be written to the delivery log.
+type outcome struct {
+	j       job
+	status  string
+	n       int
+	next    time.Time
+	lastErr *string
+	started time.Time
+	latency time.Duration
+	code    *int
+	body    *string
+	ok      bool
 }
 
 func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client, log *slog.Logger) *dispatcher {
@@ -114,12 +135,13 @@ func (d *dispatcher) stop() {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
-	if d.ctx.Err() != nil || len(d.released) == 0 {
+	if d.ctx.Err() != nil {
 		return
 	}
-	if _, err := d.w.pool.Exec(d.ctx, q.Release, d.released, d.id); err != nil {
-		d.log.Warn("could not hand back queued deliveries; they are freed when the heartbeat goes stale", "error", err)
-	}
+	// What still fails now is freed when this worker unregisters (or its
+	// heartbeat goes stale): the claim query treats a missing owner as dead.
+	d.retryLater(d.ctx)
+	d.release(d.ctx, d.released)
 }
 
 // attempt sends j once and records the outcome.
@@ -172,35 +194,59 @@ func (d *dispatcher) attempt(j job) {
 	if res.ResponseBody != "" {
 		body = &res.ResponseBody
 	}
-	if err := d.record(j, status, n, next, lastErr, started, res.Latency, code, body, res.Succeeded()); err != nil {
-		if d.ctx.Err() == nil {
-			log.Error("could not record attempt", "error", err)
-		}
+	o := outcome{j: j, status: status, n: n, next: next, lastErr: lastErr, started: started,
+		latency: res.Latency, code: code, body: body, ok: res.Succeeded()}
+	if err := d.record(o); err != nil && d.ctx.Err() == nil {
+		log.Error("could not record attempt; the poller retries it", "error", err)
+		d.laterMu.Lock()
+		d.unrecorded = append(d.unrecorded, o)
+		d.laterMu.Unlock()
 	}
 }
 
-// record writes the attempt and the delivery's new state, retrying briefly: an
-// unrecorded success would be sent again after a takeover.
-func (d *dispatcher) record(j job, status string, n int, next time.Time, lastErr *string, started time.Time,
-	latency time.Duration, code *int, body *string, ok bool) error {
-	var err error
-	for try := 0; try < 10; try++ {
-		var updated int64
-		err = d.w.pool.QueryRow(d.ctx, q.FinishAttempt, j.deliveryID, status, n, next, lastErr, d.id,
-			started, latency.Microseconds(), code, body, ok).Scan(&updated)
-		if err == nil {
-			if updated == 0 {
-				d.log.Warn("delivery was taken over by another worker before its attempt was recorded", "delivery_id", j.deliveryID)
-			}
-			return nil
-		}
-		select {
-		case <-d.ctx.Done():
-			return err
-		case <-time.After(time.Duration(try+1) * 100 * time.Millisecond):
-		}
+// record writes the attempt and the delivery's new state together. An
+// unrecorded success would be sent again, so failures are kept and retried.
+func (d *dispatcher) record(o outcome) error {
+	var updated int64
+	err := d.w.pool.QueryRow(d.ctx, q.FinishAttempt, o.j.deliveryID, o.status, o.n, o.next, o.lastErr, d.id,
+		o.started, o.latency.Microseconds(), o.code, o.body, o.ok).Scan(&updated)
+	if err == nil && updated == 0 {
+		d.log.Warn("delivery was taken over by another worker before its attempt was recorded", "delivery_id", o.j.deliveryID)
 	}
 	return err
+}
+
+// release hands deliveries back to every worker's poller, or keeps them for the
+// next try when PostgreSQL refuses.
+func (d *dispatcher) release(ctx context.Context, ids []uuid.UUID) {
+	if len(ids) == 0 {
+		return
+	}
+	if _, err := d.w.pool.Exec(ctx, q.Release, ids, d.id); err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("could not hand deliveries back; the poller retries", "error", err)
+		}
+		d.laterMu.Lock()
+		d.unreleased = append(d.unreleased, ids...)
+		d.laterMu.Unlock()
+	}
+}
+
+// retryLater writes what PostgreSQL refused before; the poller calls it.
+func (d *dispatcher) retryLater(ctx context.Context) {
+	d.laterMu.Lock()
+	outcomes, ids := d.unrecorded, d.unreleased
+	d.unrecorded, d.unreleased = nil, nil
+	d.laterMu.Unlock()
+	for i, o := range outcomes {
+		if err := d.record(o); err != nil {
+			d.laterMu.Lock()
+			d.unrecorded = append(d.unrecorded, outcomes[i:]...)
+			d.laterMu.Unlock()
+			break
+		}
+	}
+	d.release(ctx, ids)
 }
 
 // Header names of dead-letter records.

@@ -23,6 +23,7 @@ func (w *Worker) poll(ctx context.Context, id uuid.UUID, d *dispatcher, log *slo
 			return
 		case <-t.C:
 		}
+		d.retryLater(ctx)
 		for {
 			n, err := w.claim(ctx, id, d)
 			if err != nil {
@@ -75,9 +76,7 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher) (int, e
 		}
 	}
 	if len(overflow) > 0 {
-		if _, err := w.pool.Exec(ctx, q.Release, overflow, id); err != nil {
-			return 0, err
-		}
+		d.release(ctx, overflow)
 		// A full lane means this worker is saturated: stop claiming this round.
 		return 0, nil
 	}

@@ -260,3 +260,39 @@ func TestWorkerSlowSubscriberDoesNotDelayOthers(t *testing.T) {
 	require.Empty(t, slow.ok)
 	slow.mu.Unlock()
 }
+
+func TestWorkerRecordsAnOutcomePostgresRefusedAtFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	// While refuse_attempts has a row, writing an attempt fails.
+	_, err := b.pool.Exec(ctx, `
+		CREATE TABLE refuse_attempts (x int);
+		INSERT INTO refuse_attempts VALUES (1);
+		CREATE FUNCTION refuse_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF EXISTS (SELECT 1 FROM refuse_attempts) THEN RAISE EXCEPTION 'injected: database refuses'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON delivery_attempts FOR EACH ROW EXECUTE FUNCTION refuse_attempt();`)
+	require.NoError(t, err)
+	ep := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	b.subscribe(t, ep.srv.URL)
+	b.startWorker(t, worker.Config{})
+	ev := b.publish(t, "k", 1)
+	ep.await(t, 1, 20*time.Second)
+	// The lane is not stuck retrying the write: the key's next event goes out.
+	next := b.publish(t, "k", 1)
+	ep.await(t, 1, 2*time.Second)
+
+	time.Sleep(300 * time.Millisecond) // several poll rounds fail to record them
+	require.Equal(t, delivery.StatusPending, b.delivery(t, ev.ID).Status)
+	_, err = b.pool.Exec(ctx, `DELETE FROM refuse_attempts`)
+	require.NoError(t, err)
+
+	for _, id := range []uuid.UUID{ev.ID, next.ID} {
+		require.Eventually(t, func() bool { return b.delivery(t, id).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+		require.Len(t, b.delivery(t, id).AttemptLog, 1)
+	}
+	require.Equal(t, int64(2), ep.n.Load(), "the successes were recorded, not sent again")
+}
