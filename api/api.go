@@ -79,8 +79,8 @@ func New(cfg Config, ob *outbox.Store, ds *delivery.Store, log *slog.Logger) (*A
 	return a, nil
 }
 
-// Mount adds the /v1 routes to e.
-func (a *API) Mount(e *gin.Engine) {
+// routes adds the /v1 routes to e.
+func (a *API) routes(e *gin.Engine) {
 	v1 := e.Group("/v1", a.auth)
 	v1.POST("/event-types", a.createEventType)
 	v1.GET("/event-types", a.listEventTypes)
@@ -171,6 +171,15 @@ func jsonKind(goType string) string {
 	default:
 		return "an object"
 	}
+}
+
+// fail answers a store error: not found as 404 naming what, anything else 500.
+func (a *API) fail(c *gin.Context, err error, what string) {
+	if errors.Is(err, delivery.ErrNotFound) || errors.Is(err, outbox.ErrNotFound) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no "+what))
+		return
+	}
+	a.internal(c, err)
 }
 
 // internal logs err and answers 500 without leaking it.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/platform/db/dbtest"
+	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 	"github.com/eventconfigservice/ecs/platform/logging"
-	"github.com/eventconfigservice/ecs/platform/metrics"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -29,10 +29,10 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
-	h, err := api.Handler(api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
-		func(n string) string { return "ecs.events." + n }, logging.Discard(), metrics.NewRegistry())
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
+	e := ecshttp.NewEngine(logging.Discard(), nil)
+	require.NoError(t, api.Mount(e, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
+		func(n string) string { return "ecs.events." + n }, logging.Discard()))
+	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &testBundle{srv: srv}
 }

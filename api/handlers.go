@@ -155,12 +155,8 @@ func (a *API) getSubscription(c *gin.Context) {
 		return
 	}
 	sub, err := a.deliveries.GetSubscription(c, id)
-	if errors.Is(err, delivery.ErrNotFound) {
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no subscription "+id.String()))
-		return
-	}
 	if err != nil {
-		a.internal(c, err)
+		a.fail(c, err, "subscription "+id.String())
 		return
 	}
 	c.JSON(http.StatusOK, sub)
@@ -171,13 +167,8 @@ func (a *API) deleteSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
-	err := a.deliveries.DeleteSubscription(c, id)
-	if errors.Is(err, delivery.ErrNotFound) {
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no subscription "+id.String()))
-		return
-	}
-	if err != nil {
-		a.internal(c, err)
+	if err := a.deliveries.DeleteSubscription(c, id); err != nil {
+		a.fail(c, err, "subscription "+id.String())
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -244,12 +235,8 @@ func (a *API) getEvent(c *gin.Context) {
 		return
 	}
 	ev, err := a.outbox.GetEvent(c, id)
-	if errors.Is(err, outbox.ErrNotFound) {
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no event "+id.String()))
-		return
-	}
 	if err != nil {
-		a.internal(c, err)
+		a.fail(c, err, "event "+id.String())
 		return
 	}
 	states, err := a.deliveries.EventStates(c, id)

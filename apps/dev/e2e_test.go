@@ -202,9 +202,48 @@ func (h *harness) wait(targets []target, limit time.Duration) {
 				got, want := tg.r.progress()
 				msg = append(msg, fmt.Sprintf("%s %d/%d", tg.r.name, got, want))
 			}
-			h.t.Fatalf("not every event arrived within %v: %s", limit, strings.Join(msg, ", "))
+			h.t.Fatalf("not every event arrived within %v: %s\n%s", limit, strings.Join(msg, ", "), h.diagnose(targets))
 		}
 	}
+}
+
+// diagnose describes where the missing events are, for a failure message.
+func (h *harness) diagnose(targets []target) string {
+	ctx := context.Background()
+	var out []string
+	for _, tg := range targets {
+		tg.r.mu.Lock()
+		var missing []string
+		for id := range tg.r.want {
+			if tg.r.ok[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		tg.r.mu.Unlock()
+		for i, id := range missing {
+			if i == 5 {
+				out = append(out, fmt.Sprintf("%s: %d more missing", tg.r.name, len(missing)-5))
+				break
+			}
+			var typ, key string
+			var keySeq int64
+			var outboxRows, deliveries int
+			var states []string
+			_ = h.pool.QueryRow(ctx, `SELECT type, coalesce(key, ''), coalesce(key_seq, 0),
+				(SELECT count(*) FROM outbox WHERE event_id = e.id),
+				(SELECT count(*) FROM deliveries WHERE event_id = e.id),
+				coalesce((SELECT array_agg(status || '/' || attempts || '/' || coalesce(owner::text, '-')) FROM deliveries WHERE event_id = e.id), '{}')
+				FROM events e WHERE id = $1`, id).Scan(&typ, &key, &keySeq, &outboxRows, &deliveries, &states)
+			var progress int64
+			_ = h.pool.QueryRow(ctx, `SELECT coalesce((SELECT seq FROM key_progress WHERE key = $1), -1)`, key).Scan(&progress)
+			out = append(out, fmt.Sprintf("%s missing %s: type %s key %s key_seq %d (key progress %d); outbox rows %d; deliveries %d %v",
+				tg.r.name, id, typ, key, keySeq, progress, outboxRows, deliveries, states))
+		}
+	}
+	var workers []string
+	_ = h.pool.QueryRow(ctx, `SELECT coalesce(array_agg(id::text || ' beat ' || (now() - heartbeat_at)::text), '{}') FROM workers`).Scan(&workers)
+	out = append(out, fmt.Sprintf("current worker %s; workers table %v", h.st.Worker.ID(), workers))
+	return strings.Join(out, "\n")
 }
 
 func toSet(types ...string) map[string]bool {
@@ -220,11 +259,15 @@ func toSet(types ...string) map[string]bool {
 func (h *harness) checkDeliveryLog(wantDeliveries int) {
 	h.t.Helper()
 	ctx := context.Background()
+	// The subscriber has answered the last request a moment before the worker
+	// records it: wait for the log to catch up.
 	var total, succeeded int
-	require.NoError(h.t, h.pool.QueryRow(ctx,
-		`SELECT count(*), count(*) FILTER (WHERE status = 'succeeded') FROM deliveries`).Scan(&total, &succeeded))
+	require.Eventually(h.t, func() bool {
+		err := h.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'succeeded') FROM deliveries`).
+			Scan(&total, &succeeded)
+		return err == nil && succeeded == wantDeliveries
+	}, 10*time.Second, 10*time.Millisecond, "succeeded deliveries: %d of %d", succeeded, wantDeliveries)
 	require.Equal(h.t, wantDeliveries, total, "one delivery per matching (subscription, event)")
-	require.Equal(h.t, wantDeliveries, succeeded)
 	var twice int
 	require.NoError(h.t, h.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT delivery_id FROM delivery_attempts
 		WHERE succeeded GROUP BY delivery_id HAVING count(*) > 1) x`).Scan(&twice))

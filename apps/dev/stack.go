@@ -43,8 +43,9 @@ type stack struct {
 func newStack(cfg stackConfig, pool *pgxpool.Pool, log *slog.Logger) (*stack, error) {
 	reg := metrics.NewRegistry()
 	kcfg := cfg.Kafka.WithDefaults()
-	e, err := api.Handler(cfg.API, pool, kcfg.Topic, log, reg)
-	if err != nil {
+	e := ecshttp.NewEngine(log, reg)
+	ecshttp.MountOps(e, reg, map[string]ecshttp.Check{"postgres": pool.Ping})
+	if err := api.Mount(e, cfg.API, pool, kcfg.Topic, log); err != nil {
 		return nil, err
 	}
 	r, err := relay.New(cfg.Relay, kcfg, pool, log, reg, cfg.KafkaOpts...)

@@ -5,67 +5,25 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"os"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/eventconfigservice/ecs/delivery/worker"
 	"github.com/eventconfigservice/ecs/platform/config"
-	"github.com/eventconfigservice/ecs/platform/db"
-	ecshttp "github.com/eventconfigservice/ecs/platform/http"
-	"github.com/eventconfigservice/ecs/platform/kafka"
-	"github.com/eventconfigservice/ecs/platform/logging"
-	"github.com/eventconfigservice/ecs/platform/metrics"
+	"github.com/eventconfigservice/ecs/platform/role"
 	"github.com/eventconfigservice/ecs/platform/service"
-	"github.com/eventconfigservice/ecs/schema"
 )
 
-const name = "ecs-worker"
-
 func main() {
-	migrate := service.Command(name)
-	env := config.FromOS()
-	common := config.LoadCommon(env, ":9092")
-	wcfg := worker.LoadConfig(env)
-	kcfg := kafka.LoadConfig(env).WithDefaults()
-	if err := errors.Join(env.Err(), common.Validate(true, !migrate), wcfg.WithDefaults().Validate()); err != nil {
-		service.Fatal(name, err)
-	}
-	log := logging.New(os.Stderr, common.LogLevel, common.LogFormat)
-	ctx := context.Background()
-	if migrate {
-		if err := schema.MigrateURL(ctx, common.DatabaseURL); err != nil {
-			service.Fatal(name, err)
-		}
-		log.Info("database migrated")
-		return
-	}
-	pool, err := db.Open(ctx, db.PoolConfig{URL: common.DatabaseURL, MaxConns: int32(common.DatabaseMaxConns), ApplicationName: name})
-	if err != nil {
-		service.Fatal(name, err)
-	}
-	reg := metrics.NewRegistry()
-	w, err := worker.New(wcfg, kcfg, pool, log, reg)
-	if err != nil {
-		service.Fatal(name, err)
-	}
-	probe, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
-	if err != nil {
-		service.Fatal(name, err)
-	}
-	e := ecshttp.NewEngine(log, reg)
-	ecshttp.MountOps(e, reg, map[string]ecshttp.Check{
-		"postgres": pool.Ping,
-		"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, probe) },
+	var cfg worker.Config
+	role.Main(role.Spec{
+		Name:        "ecs-worker",
+		DefaultAddr: ":9092",
+		NeedKafka:   true,
+		Load: func(e *config.Env) error {
+			cfg = worker.LoadConfig(e)
+			return cfg.WithDefaults().Validate()
+		},
+		Build: func(d role.Deps) ([]service.Service, error) {
+			w, err := worker.New(cfg, d.Kafka, d.Pool, d.Log, d.Reg)
+			return []service.Service{w}, err
+		},
 	})
-	srv, err := ecshttp.Listen(common.HTTPAddr, e, log)
-	if err != nil {
-		service.Fatal(name, err)
-	}
-	log.Info("worker ops endpoints listening", "addr", srv.Addr())
-	if err := service.Run(log, []service.Service{srv, w}, func() { probe.Close(); pool.Close() }); err != nil {
-		service.Fatal(name, err)
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -21,25 +22,49 @@ import (
 // even when no new record arrives.
 const holdPoll = 100 * time.Millisecond
 
+// consumerState is what the consume loop keeps between polls. mu is held from
+// the moment a poll returns until its offsets are committed, and by the
+// rebalance callbacks, which kgo runs before it rejoins and re-reads committed
+// offsets. So a revocation always lands between two polls: held records are
+// dropped exactly when they are certain to be read again from the last commit.
+//
+// (Noting revocations and applying them at the next loop turn instead loses
+// records: the loop may already have polled the re-read copy of a held record,
+// dropped it as a duplicate of the held one, and moved past it.)
+type consumerState struct {
+	mu   sync.Mutex
+	seq  *sequencer
+	last map[string]map[int32]*kgo.Record // per partition, the last polled record
+}
+
+func newConsumerState(cfg Config) *consumerState {
+	return &consumerState{seq: newSequencer(cfg.OrderGapTimeout, cfg.MaxHeld), last: map[string]map[int32]*kgo.Record{}}
+}
+
+// revoked is the OnPartitionsRevoked and OnPartitionsLost callback.
+func (cs *consumerState) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.seq.forget(lost)
+	for t, ps := range lost {
+		for _, p := range ps {
+			delete(cs.last[t], p)
+		}
+	}
+}
+
 // consume polls records until ctx ends. Records pass the sequencer (a key's
 // events in key_seq order), become deliveries in PostgreSQL together with the
 // keys' progress, and only then are their offsets committed, never past a held
 // record: a crash anywhere makes the next owner of a partition re-read records
 // whose deliveries may already exist, and the dedup key absorbs them.
-func (w *Worker) consume(ctx context.Context, id uuid.UUID, cl *kgo.Client, d *dispatcher, log *slog.Logger) {
-	seq := newSequencer(w.cfg.OrderGapTimeout, w.cfg.MaxHeld)
-	last := map[string]map[int32]*kgo.Record{} // per partition, the last polled record
-	for {
-		if lost := w.takeLost(); len(lost) > 0 {
-			seq.forget(lost)
-			for t, ps := range lost {
-				for _, p := range ps {
-					delete(last[t], p)
-				}
-			}
-		}
+func (w *Worker) consume(ctx context.Context, id uuid.UUID, cl *kgo.Client, cs *consumerState, d *dispatcher, log *slog.Logger) {
+	for ctx.Err() == nil {
+		cs.mu.Lock()
+		holding := cs.seq.holding()
+		cs.mu.Unlock()
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if seq.holding() {
+		if holding {
 			pollCtx, cancel = context.WithTimeout(ctx, holdPoll)
 		}
 		fetches := cl.PollRecords(pollCtx, 1000)
@@ -52,33 +77,41 @@ func (w *Worker) consume(ctx context.Context, id uuid.UUID, cl *kgo.Client, d *d
 				log.Warn("fetch error", "topic", topic, "partition", partition, "error", err)
 			}
 		})
-		recs := fetches.Records()
-		if len(recs) == 0 && !seq.holding() {
-			continue
+		w.process(ctx, id, cl, cs, d, fetches.Records(), log)
+	}
+}
+
+// process runs one poll's records through the sequencer, stores the released
+// ones and commits, all under cs.mu.
+func (w *Worker) process(ctx context.Context, id uuid.UUID, cl *kgo.Client, cs *consumerState, d *dispatcher, recs []*kgo.Record, log *slog.Logger) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	seq := cs.seq
+	if len(recs) == 0 && !seq.holding() {
+		return
+	}
+	w.metrics.consumed.Add(float64(len(recs)))
+	for _, r := range recs {
+		if cs.last[r.Topic] == nil {
+			cs.last[r.Topic] = map[int32]*kgo.Record{}
 		}
-		w.metrics.consumed.Add(float64(len(recs)))
-		for _, r := range recs {
-			if last[r.Topic] == nil {
-				last[r.Topic] = map[int32]*kgo.Record{}
-			}
-			last[r.Topic][r.Partition] = r
-		}
-		if keys := seq.unknown(recs); len(keys) > 0 {
-			var progress map[string]int64
-			if !retry(ctx, log, "load key progress", func() (err error) {
-				progress, err = w.loadProgress(ctx, keys)
-				return err
-			}) {
-				return
-			}
-			seq.load(keys, progress)
-		}
-		ready := seq.push(recs, time.Now())
-		if len(ready) > 0 && !retry(ctx, log, "store deliveries", func() error { return w.ingest(ctx, id, ready, seq, d) }) {
+		cs.last[r.Topic][r.Partition] = r
+	}
+	if keys := seq.unknown(recs); len(keys) > 0 {
+		var progress map[string]int64
+		if !retry(ctx, log, "load key progress", func() (err error) {
+			progress, err = w.loadProgress(ctx, keys)
+			return err
+		}) {
 			return
 		}
-		w.commit(ctx, cl, append(recs, ready...), last, seq, log)
+		seq.load(keys, progress)
 	}
+	ready := seq.push(recs, time.Now())
+	if len(ready) > 0 && !retry(ctx, log, "store deliveries", func() error { return w.ingest(ctx, id, ready, seq, d) }) {
+		return
+	}
+	w.commit(ctx, cl, append(recs, ready...), cs.last, seq, log)
 }
 
 // commit commits, for every partition touched, the offset after its last polled

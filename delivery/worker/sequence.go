@@ -51,16 +51,23 @@ func keySeq(r *kgo.Record) int64 {
 	return 0
 }
 
-// unknown lists the keys of recs whose progress the sequencer has not loaded.
-func (s *sequencer) unknown(recs []*kgo.Record) []string {
+// orderedKeys lists, once each, the keys of recs that carry a key_seq.
+func orderedKeys(recs []*kgo.Record) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, r := range recs {
-		k := string(r.Key)
-		if keySeq(r) == 0 || seen[k] {
-			continue
+		if k := string(r.Key); keySeq(r) != 0 && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
 		}
-		seen[k] = true
+	}
+	return keys
+}
+
+// unknown lists the keys of recs whose progress the sequencer has not loaded.
+func (s *sequencer) unknown(recs []*kgo.Record) []string {
+	var keys []string
+	for _, k := range orderedKeys(recs) {
 		if _, ok := s.next[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -150,14 +157,8 @@ func (s *sequencer) holding() bool { return s.nHeld > 0 }
 
 // progress returns the last released key_seq of each key in recs.
 func (s *sequencer) progress(recs []*kgo.Record) (keys []string, seqs []int64) {
-	seen := map[string]bool{}
-	for _, r := range recs {
-		k := string(r.Key)
-		if keySeq(r) == 0 || seen[k] {
-			continue
-		}
-		seen[k] = true
-		keys = append(keys, k)
+	keys = orderedKeys(recs)
+	for _, k := range keys {
 		seqs = append(seqs, s.next[k])
 	}
 	return keys, seqs

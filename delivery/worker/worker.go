@@ -60,9 +60,8 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *workerMetrics
 
-	mu   sync.Mutex
-	id   uuid.UUID          // this run's identity in the workers table
-	lost map[string][]int32 // partitions revoked since the consumer last looked
+	mu sync.Mutex
+	id uuid.UUID // this run's identity in the workers table
 }
 
 // New builds a worker. Extra kgo options are added to the consumer's.
@@ -103,6 +102,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if _, err := w.pool.Exec(ctx, q.Register, id); err != nil {
 		return fmt.Errorf("worker: register: %w", err)
 	}
+	cs := newConsumerState(w.cfg)
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(w.kcfg.Brokers...),
 		kgo.ClientID("ecs-worker"),
@@ -114,8 +114,8 @@ func (w *Worker) Start(ctx context.Context) error {
 		// topic; with equal partition counts and the same key hashing, all of a
 		// key's events, whatever their type, reach one worker's sequencer.
 		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.OnPartitionsRevoked(w.onLost),
-		kgo.OnPartitionsLost(w.onLost),
+		kgo.OnPartitionsRevoked(cs.revoked),
+		kgo.OnPartitionsLost(cs.revoked),
 		// Offsets are committed only after the deliveries are in PostgreSQL.
 		kgo.DisableAutoCommit(),
 		kgo.MetadataMaxAge(w.cfg.MetadataRefresh),
@@ -135,7 +135,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.id = id
 	w.mu.Unlock()
 	w.StartRun(ctx, func(ctx context.Context, stopping <-chan struct{}) {
-		w.run(ctx, stopping, id, cl)
+		w.run(ctx, stopping, id, cl, cs)
 	})
 	return nil
 }
@@ -144,7 +144,7 @@ func (w *Worker) Start(ctx context.Context) error {
 // stops consuming, lets lanes finish the attempt in hand, hands queued deliveries
 // back to other workers and commits what was stored. A hard stop (ctx) just ends
 // everything, as a crash would: what was in flight is taken over later.
-func (w *Worker) run(ctx context.Context, stopping <-chan struct{}, id uuid.UUID, cl *kgo.Client) {
+func (w *Worker) run(ctx context.Context, stopping <-chan struct{}, id uuid.UUID, cl *kgo.Client, cs *consumerState) {
 	defer cl.Close()
 	defer w.sender.CloseIdle()
 	log := w.log.With("worker_id", id)
@@ -165,7 +165,7 @@ func (w *Worker) run(ctx context.Context, stopping <-chan struct{}, id uuid.UUID
 		case <-loopCtx.Done():
 		}
 	}()
-	w.consume(loopCtx, id, cl, d, log)
+	w.consume(loopCtx, id, cl, cs, d, log)
 	stopLoops()
 	wg.Wait()
 	d.stop()
@@ -176,26 +176,6 @@ func (w *Worker) run(ctx context.Context, stopping <-chan struct{}, id uuid.UUID
 		log.Warn("worker could not unregister", "error", err)
 	}
 	log.Info("worker stopped")
-}
-
-// onLost notes partitions this worker no longer owns, for the consumer loop.
-func (w *Worker) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.lost == nil {
-		w.lost = map[string][]int32{}
-	}
-	for t, ps := range lost {
-		w.lost[t] = append(w.lost[t], ps...)
-	}
-}
-
-func (w *Worker) takeLost() map[string][]int32 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	l := w.lost
-	w.lost = nil
-	return l
 }
 
 // heartbeat keeps this worker's row fresh so others do not take its deliveries,

@@ -44,10 +44,12 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(emb.Close)
 	kcfg := kafka.Config{Brokers: emb.Brokers(), Partitions: 3}.WithDefaults()
 	events := outbox.NewStore(pool, kcfg.Topic)
-	_, err = events.CreateEventType(context.Background(), "order.created", "")
-	require.NoError(t, err)
-	_, err = kafka.NewTopics(mustClient(t, kcfg), kcfg).Ensure(context.Background(), kcfg.Topic("order.created"))
-	require.NoError(t, err)
+	for _, typ := range []string{"order.created", "order.paid"} {
+		_, err = events.CreateEventType(context.Background(), typ, "")
+		require.NoError(t, err)
+		_, err = kafka.NewTopics(mustClient(t, kcfg), kcfg).Ensure(context.Background(), kcfg.Topic(typ))
+		require.NoError(t, err)
+	}
 	return &testBundle{pool: pool, events: events, subs: delivery.NewStore(pool), kcfg: kcfg, producer: mustClient(t, kcfg)}
 }
 
@@ -83,7 +85,7 @@ func (b *testBundle) subscribe(t *testing.T, url string) delivery.Subscription {
 	secret, err := signature.NewSecret()
 	require.NoError(t, err)
 	sub, err := b.subs.CreateSubscription(context.Background(), delivery.Subscription{
-		ID: uuid.Must(uuid.NewV7()), URL: url, EventTypes: []string{"order.created"}, Secret: secret})
+		ID: uuid.Must(uuid.NewV7()), URL: url, EventTypes: []string{"order.created", "order.paid"}, Secret: secret})
 	require.NoError(t, err)
 	return sub
 }
@@ -91,17 +93,35 @@ func (b *testBundle) subscribe(t *testing.T, url string) delivery.Subscription {
 // publish stores an event and produces its record the way the relay does;
 // copies > 1 produces it again, as a relay killed before deleting its row would.
 func (b *testBundle) publish(t *testing.T, key string, copies int) outbox.Event {
+	return b.publishType(t, "order.created", key, copies)
+}
+
+func (b *testBundle) publishType(t *testing.T, typ, key string, copies int) outbox.Event {
 	t.Helper()
-	ev, _, err := b.events.Publish(context.Background(), outbox.NewEvent{Type: "order.created", Key: key, Data: json.RawMessage(`{"n":1}`)})
+	ev := b.store(t, typ, key)
+	b.produce(t, ev, copies)
+	return ev
+}
+
+func (b *testBundle) store(t *testing.T, typ, key string) outbox.Event {
+	t.Helper()
+	ev, _, err := b.events.Publish(context.Background(), outbox.NewEvent{Type: typ, Key: key, Data: json.RawMessage(`{"n":1}`)})
 	require.NoError(t, err)
+	return ev
+}
+
+// produce sends ev's record copies times, the way the relay does.
+func (b *testBundle) produce(t *testing.T, ev outbox.Event, copies int) {
+	t.Helper()
+	key := ev.Key
+	typ := ev.Type
 	for range copies {
-		rec := &kgo.Record{Topic: b.kcfg.Topic("order.created"), Key: []byte(key),
+		rec := &kgo.Record{Topic: b.kcfg.Topic(typ), Key: []byte(key),
 			Value: outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data),
 			Headers: []kgo.RecordHeader{{Key: kafka.HeaderEventID, Value: []byte(ev.ID.String())},
 				{Key: kafka.HeaderKeySeq, Value: []byte(strconv.FormatInt(ev.KeySeq, 10))}}}
 		require.NoError(t, b.producer.ProduceSync(context.Background(), rec).FirstErr())
 	}
-	return ev
 }
 
 // endpoint answers with the status its policy gives for the n-th request and
@@ -295,4 +315,37 @@ func TestWorkerRecordsAnOutcomePostgresRefusedAtFirst(t *testing.T) {
 		require.Len(t, b.delivery(t, id).AttemptLog, 1)
 	}
 	require.Equal(t, int64(2), ep.n.Load(), "the successes were recorded, not sent again")
+}
+
+func TestWorkersShareTheGroupThroughRebalances(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ep := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	b.subscribe(t, ep.srv.URL)
+	w1 := b.startWorker(t, worker.Config{})
+	const n = 600
+	var ids []uuid.UUID
+	for i := 0; i < n; i += 2 {
+		// Each key's events come in pairs across the two topics, the second's
+		// record produced first, so the sequencer is always holding records
+		// when partitions move.
+		key := "key-" + strconv.Itoa(i%12)
+		first, second := b.store(t, "order.created", key), b.store(t, "order.paid", key)
+		b.produce(t, second, 1)
+		b.produce(t, first, 1)
+		ids = append(ids, first.ID, second.ID)
+		switch i {
+		case n / 3:
+			b.startWorker(t, worker.Config{}) // joins: partitions move
+		case 2 * n / 3:
+			w1.Stop(context.Background()) // leaves: they move back
+		}
+	}
+	ep.await(t, n, 60*time.Second)
+	for _, id := range ids {
+		require.Eventually(t, func() bool { return b.delivery(t, id).Status == delivery.StatusSucceeded }, 10*time.Second, 5*time.Millisecond)
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	require.Len(t, ep.ok, n)
 }

@@ -55,7 +55,7 @@ func Run(log *slog.Logger, services []Service, cleanup func()) error {
 // Fatal prints err as one line ("name: ...") on stderr and exits 1: what a CLI
 // owes its user when it cannot start.
 func Fatal(name string, err error) {
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 	fmt.Fprintf(os.Stderr, "%s: %s\n", name, msg)
 	os.Exit(1)
 }
