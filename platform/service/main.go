@@ -59,24 +59,3 @@ func Fatal(name string, err error) {
 	fmt.Fprintf(os.Stderr, "%s: %s\n", name, msg)
 	os.Exit(1)
 }
-
-// Func adapts start and stop functions to Service.
-type Func struct {
-	StartFunc func(ctx context.Context) error
-	StopFunc  func(ctx context.Context)
-}
-
-// Start calls StartFunc.
-func (f Func) Start(ctx context.Context) error {
-	if f.StartFunc == nil {
-		return nil
-	}
-	return f.StartFunc(ctx)
-}
-
-// Stop calls StopFunc.
-func (f Func) Stop(ctx context.Context) {
-	if f.StopFunc != nil {
-		f.StopFunc(ctx)
-	}
-}
