@@ -366,9 +366,11 @@ func serverUser() (runAs, error) {
 
 func (a runAs) sysProcAttr() *syscall.SysProcAttr {
 	// Pdeathsig: if this process dies (even kill -9) the kernel sends the
-	// server SIGTERM so it does not outlive us. No Setpgid: the server stays
-	// in our process group, so Ctrl-C in a terminal reaches it too.
-	return &syscall.SysProcAttr{Credential: a.cred, Pdeathsig: syscall.SIGTERM}
+	// server SIGTERM so it does not outlive us. Setpgid: a Ctrl-C in a
+	// terminal signals the whole foreground process group; the server must not
+	// get it, or it shuts down while our services are still stopping gracefully
+	// and writing to it. We stop it last, with Stop.
+	return &syscall.SysProcAttr{Credential: a.cred, Pdeathsig: syscall.SIGTERM, Setpgid: true}
 }
 
 // prepareDataDir makes sure dataDir exists, is usable by the server user and
