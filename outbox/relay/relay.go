@@ -198,12 +198,22 @@ func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}, cl *kgo.
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var leading bool
-	if err := conn.QueryRow(ctx, q.TryLead).Scan(&leading); err != nil {
-		return fmt.Errorf("try lead: %w", err)
-	}
-	if !leading {
-		return nil
+	// A standby keeps its connection and retries the lock on it.
+	for {
+		var leading bool
+		if err := conn.QueryRow(ctx, q.TryLead).Scan(&leading); err != nil {
+			return fmt.Errorf("try lead: %w", err)
+		}
+		if leading {
+			break
+		}
+		select {
+		case <-stopping:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.LeaderRetry):
+		}
 	}
 	if _, err := conn.Exec(ctx, q.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
