@@ -23,46 +23,6 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // ReplayedHeader is set on the answer to a repeated idempotency key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-type createEventTypeRequest struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-}
-
-func (a *API) createEventType(c *gin.Context) {
-	var req createEventTypeRequest
-	if !a.decode(c, &req) {
-		return
-	}
-	if !outbox.ValidEventTypeName(req.Name) {
-		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event type name", ecshttp.FieldError{Field: "name",
-			Message: "must be lowercase words of letters, digits and _ joined by dots, e.g. order.created (at most 128 characters)"}))
-		return
-	}
-	if len(req.Description) > 1000 {
-		ecshttp.WriteProblem(c, ecshttp.Validation("description too long", ecshttp.FieldError{Field: "description", Message: "must be at most 1000 characters"}))
-		return
-	}
-	et, err := a.outbox.CreateEventType(c, req.Name, req.Description)
-	if errors.Is(err, outbox.ErrEventTypeExists) {
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusConflict, "event-type-exists", "event type "+req.Name+" already exists"))
-		return
-	}
-	if err != nil {
-		a.internal(c, err)
-		return
-	}
-	c.JSON(http.StatusCreated, et)
-}
-
-func (a *API) listEventTypes(c *gin.Context) {
-	ets, err := a.outbox.ListEventTypes(c)
-	if err != nil {
-		a.internal(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, newList(ets))
-}
-
 type createSubscriptionRequest struct {
 	URL         string   `json:"url"`
 	EventTypes  []string `json:"event_types"`
@@ -94,21 +54,21 @@ func (a *API) createSubscription(c *gin.Context) {
 		ecshttp.WriteProblem(c, ecshttp.Validation("invalid subscription", fields...))
 		return
 	}
-	known, err := a.outbox.ListEventTypes(c)
+	known, err := a.outbox.EventTypesNamed(c, req.EventTypes)
 	if err != nil {
 		a.internal(c, err)
 		return
 	}
-	exists := map[string]bool{}
-	for _, et := range known {
-		exists[et.Name] = true
-	}
 	var types []string
 	seen := map[string]bool{}
 	for i, t := range req.EventTypes {
-		if !exists[t] {
+		et, ok := known[t]
+		switch {
+		case !ok:
 			fields = append(fields, ecshttp.FieldError{Field: "event_types[" + strconv.Itoa(i) + "]", Message: "unknown event type " + strconv.Quote(t)})
-		} else if !seen[t] {
+		case et.Archived:
+			fields = append(fields, ecshttp.FieldError{Field: "event_types[" + strconv.Itoa(i) + "]", Message: "event type " + strconv.Quote(t) + " is archived"})
+		case !seen[t]:
 			seen[t] = true
 			types = append(types, t)
 		}
@@ -204,7 +164,17 @@ func (a *API) publishEvent(c *gin.Context) {
 		return
 	}
 	ev, replayed, err := a.outbox.Publish(c, outbox.NewEvent{Type: req.Type, Key: req.Key, Data: req.Data, IdempotencyKey: idem})
+	var se *outbox.SchemaError
 	switch {
+	case errors.As(err, &se):
+		ecshttp.WriteProblem(c, ecshttp.Validation("data does not match the schema of "+req.Type, violations(se)...))
+		return
+	case errors.Is(err, outbox.ErrEventTypeArchived):
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "event-type-archived", "event type "+req.Type+" is archived and takes no new events"))
+		return
+	case errors.Is(err, outbox.ErrEventTypeDisabled):
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "event-type-disabled", "event type "+req.Type+" is disabled and takes no new events"))
+		return
 	case errors.Is(err, outbox.ErrUnknownEventType):
 		ecshttp.WriteProblem(c, ecshttp.Validation("unknown event type",
 			ecshttp.FieldError{Field: "type", Message: "no event type " + strconv.Quote(req.Type) + "; create it with POST /v1/event-types"}))

@@ -29,6 +29,9 @@ var q struct {
 	CreateEventType  string `sql:"create_event_type"`
 	ListEventTypes   string `sql:"list_event_types"`
 	GetEventType     string `sql:"get_event_type"`
+	UpdateEventType  string `sql:"update_event_type"`
+	CheckEventType   string `sql:"check_event_type"`
+	EventTypesNamed  string `sql:"event_types_named"`
 	ClaimIdempotency string `sql:"claim_idempotency_key"`
 	NextKeySeq       string `sql:"next_key_seq"`
 	Publish          string `sql:"publish"`
@@ -45,14 +48,6 @@ var (
 	ErrUnknownEventType  = errors.New("unknown event type")
 	ErrIdempotencyReused = errors.New("idempotency key was used with a different request")
 )
-
-// EventType is an entry of the event catalog.
-type EventType struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Topic       string    `json:"topic"`
-	CreatedAt   time.Time `json:"created_at"`
-}
 
 // Event is an accepted event.
 type Event struct {
@@ -96,6 +91,7 @@ func ValidEventTypeName(name string) bool {
 type Store struct {
 	pool  *pgxpool.Pool
 	topic func(eventType string) string
+	cat   catalog
 }
 
 // NewStore uses topic to name the Kafka topic of a new event type.
@@ -103,44 +99,49 @@ func NewStore(pool *pgxpool.Pool, topic func(eventType string) string) *Store {
 	return &Store{pool: pool, topic: topic}
 }
 
-// CreateEventType adds name to the catalog.
-func (s *Store) CreateEventType(ctx context.Context, name, description string) (EventType, error) {
-	var et EventType
-	err := s.pool.QueryRow(ctx, q.CreateEventType, name, description, s.topic(name)).
-		Scan(&et.Name, &et.Description, &et.Topic, &et.CreatedAt)
-	if db.IsCode(err, db.CodeUniqueViolation) {
-		return EventType{}, fmt.Errorf("%w: %s", ErrEventTypeExists, name)
-	}
-	if err != nil {
-		return EventType{}, fmt.Errorf("outbox: create event type: %w", err)
-	}
-	return et, nil
-}
-
-// ListEventTypes returns the catalog ordered by name.
-func (s *Store) ListEventTypes(ctx context.Context) ([]EventType, error) {
-	rows, _ := s.pool.Query(ctx, q.ListEventTypes)
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventType, error) {
-		var et EventType
-		return et, r.Scan(&et.Name, &et.Description, &et.Topic, &et.CreatedAt)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("outbox: list event types: %w", err)
-	}
-	return out, nil
-}
-
 // Publish stores ev and its outbox row in one transaction. With an idempotency
 // key already used for the same request it returns the first event and
-// replayed=true; used for another request, ErrIdempotencyReused.
-//
-// The statements go in one pipeline, so the whole write is one round trip and one
-// implicit transaction: an error in any statement rolls back all of them.
-func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed bool, err error) {
+// replayed=true; used for another request, ErrIdempotencyReused. The type must
+// exist, be enabled and not archived, and data must match its schema (a
+// *SchemaError says where it does not).
+func (s *Store) Publish(ctx context.Context, ev NewEvent) (Event, bool, error) {
 	var data bytes.Buffer
 	if err := json.Compact(&data, ev.Data); err != nil {
 		return Event{}, false, fmt.Errorf("outbox: data is not JSON: %w", err)
 	}
+	entry := s.cat.get(ev.Type)
+	for try := 0; ; try++ {
+		var err error
+		if entry == nil {
+			if entry, err = s.cat.load(ctx, s, ev.Type); err != nil {
+				return Event{}, false, err
+			}
+		}
+		if err := entry.check(data.Bytes()); err != nil {
+			if try == 0 {
+				entry = nil // a cached refusal may be stale: decide on fresh data
+				continue
+			}
+			return Event{}, false, err
+		}
+		out, replayed, err := s.publish(ctx, ev, data.Bytes(), entry.et.Version)
+		if db.IsCode(err, codeTypeChanged) && try < 3 {
+			entry = nil // the type changed since it was cached
+			continue
+		}
+		return out, replayed, err
+	}
+}
+
+// codeTypeChanged is raised by ecs_check_event_type.
+const codeTypeChanged = "EC001"
+
+// publish writes the event, checking in the same transaction that its type is
+// still at version. The statements go in one pipeline, so the whole write is one
+// round trip and one implicit transaction: an error in any statement rolls back
+// all of them.
+func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, version int) (out Event, replayed bool, err error) {
+	data := bytes.NewBuffer(compact)
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Event{}, false, fmt.Errorf("outbox: new id: %w", err)
@@ -152,6 +153,7 @@ func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed b
 	}
 	var hash []byte
 	b := &pgx.Batch{}
+	b.Queue(q.CheckEventType, ev.Type, version)
 	if ev.IdempotencyKey != "" {
 		idem = &ev.IdempotencyKey
 		hash = requestHash(ev.Type, ev.Key, data.Bytes())
@@ -187,6 +189,8 @@ func (s *Store) Publish(ctx context.Context, ev NewEvent) (out Event, replayed b
 		return Event{}, false, fmt.Errorf("%w: %q", ErrUnknownEventType, ev.Type)
 	case db.IsNoRows(err) && idem != nil:
 		return s.replay(ctx, ev.IdempotencyKey, hash)
+	case db.IsCode(err, codeTypeChanged):
+		return Event{}, false, err
 	default:
 		return Event{}, false, fmt.Errorf("outbox: publish: %w", err)
 	}

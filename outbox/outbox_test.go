@@ -24,7 +24,7 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
 	store := outbox.NewStore(pool, func(n string) string { return "ecs.events." + n })
-	_, err := store.CreateEventType(context.Background(), "order.created", "an order")
+	_, err := store.CreateEventType(context.Background(), "order.created", outbox.EventTypeSpec{Description: "an order", Enabled: true})
 	require.NoError(t, err)
 	return &testBundle{store: store}
 }
@@ -33,14 +33,15 @@ func TestEventTypes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	_, err := b.store.CreateEventType(ctx, "order.created", "")
+	_, err := b.store.CreateEventType(ctx, "order.created", outbox.EventTypeSpec{Enabled: true})
 	require.ErrorIs(t, err, outbox.ErrEventTypeExists)
-	et, err := b.store.CreateEventType(ctx, "a.b", "d")
+	et, err := b.store.CreateEventType(ctx, "a.b", outbox.EventTypeSpec{Description: "d", Enabled: true})
 	require.NoError(t, err)
 	require.Equal(t, "ecs.events.a.b", et.Topic)
-	list, err := b.store.ListEventTypes(ctx)
+	list, more, err := b.store.ListEventTypes(ctx, "", 10, false)
 	require.NoError(t, err)
 	require.Len(t, list, 2)
+	require.False(t, more)
 	require.Equal(t, "a.b", list[0].Name)
 }
 

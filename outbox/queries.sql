@@ -1,15 +1,33 @@
 -- Queries of package outbox: the event catalog and the transactional write.
 
 -- name: create_event_type
-INSERT INTO event_types (name, description, topic)
-VALUES ($1, $2, $3)
-RETURNING name, description, topic, created_at;
+INSERT INTO event_types (name, description, topic, schema, examples, enabled)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at;
 
 -- name: list_event_types
-SELECT name, description, topic, created_at FROM event_types ORDER BY name;
+-- Keyset pagination by name: $1 is the last name of the previous page ('' first).
+SELECT name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at
+FROM event_types
+WHERE name > $1 AND ($2 OR archived_at IS NULL)
+ORDER BY name
+LIMIT $3;
 
 -- name: get_event_type
-SELECT name, description, topic, created_at FROM event_types WHERE name = $1;
+SELECT name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at
+FROM event_types WHERE name = $1;
+
+-- name: update_event_type
+-- $8 is the version the caller read (NULL: any). Every change bumps version.
+UPDATE event_types
+SET description = $2, schema = $3, examples = $4, enabled = $5,
+    archived_at = CASE WHEN $6 THEN coalesce(archived_at, now()) ELSE NULL END,
+    version = version + 1, updated_at = now()
+WHERE name = $1 AND ($7::int IS NULL OR version = $7)
+RETURNING name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at;
+
+-- name: check_event_type
+SELECT ecs_check_event_type($1, $2);
 
 -- name: claim_idempotency_key
 -- Sent in one pipeline (one implicit transaction) before publish_* below. If the
@@ -48,3 +66,7 @@ WHERE k.key = $1;
 
 -- name: get_event
 SELECT id, type, key, key_seq, data::text, created_at FROM events WHERE id = $1;
+
+-- name: event_types_named
+SELECT name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at
+FROM event_types WHERE name = ANY ($1);

@@ -45,7 +45,7 @@ func setup(t *testing.T) *testBundle {
 	kcfg := kafka.Config{Brokers: emb.Brokers(), Partitions: 3}.WithDefaults()
 	events := outbox.NewStore(pool, kcfg.Topic)
 	for _, typ := range []string{"order.created", "order.paid"} {
-		_, err = events.CreateEventType(context.Background(), typ, "")
+		_, err = events.CreateEventType(context.Background(), typ, outbox.EventTypeSpec{Enabled: true})
 		require.NoError(t, err)
 		_, err = kafka.NewTopics(mustClient(t, kcfg), kcfg).Ensure(context.Background(), kcfg.Topic(typ))
 		require.NoError(t, err)

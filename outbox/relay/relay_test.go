@@ -39,7 +39,7 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(emb.Close)
 	kcfg := kafka.Config{Brokers: emb.Brokers(), Partitions: 3}.WithDefaults()
 	store := outbox.NewStore(pool, kcfg.Topic)
-	_, err = store.CreateEventType(context.Background(), "order.created", "")
+	_, err = store.CreateEventType(context.Background(), "order.created", outbox.EventTypeSpec{Enabled: true})
 	require.NoError(t, err)
 	return &testBundle{pool: pool, store: store, emb: emb, kcfg: kcfg}
 }

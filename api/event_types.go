@@ -1,0 +1,251 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventconfigservice/ecs/outbox"
+	ecshttp "github.com/eventconfigservice/ecs/platform/http"
+)
+
+type createEventTypeRequest struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Schema      json.RawMessage   `json:"schema"`
+	Examples    []json.RawMessage `json:"examples"`
+	Enabled     *bool             `json:"enabled"`
+}
+
+// schemaOrNil treats an absent or null schema as none.
+func schemaOrNil(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
+func (a *API) createEventType(c *gin.Context) {
+	var req createEventTypeRequest
+	if !a.decode(c, &req) {
+		return
+	}
+	if !outbox.ValidEventTypeName(req.Name) {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event type name", ecshttp.FieldError{Field: "name",
+			Message: "must be lowercase words of letters, digits and _ joined by dots, e.g. order.created (at most 128 characters)"}))
+		return
+	}
+	spec := outbox.EventTypeSpec{Description: req.Description, Schema: schemaOrNil(req.Schema), Examples: req.Examples, Enabled: req.Enabled == nil || *req.Enabled}
+	if !a.checkSpec(c, spec) {
+		return
+	}
+	et, err := a.outbox.CreateEventType(c, req.Name, spec)
+	if errors.Is(err, outbox.ErrEventTypeExists) {
+		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusConflict, "event-type-exists", "event type "+req.Name+" already exists"))
+		return
+	}
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	c.Header("Location", "/v1/event-types/"+et.Name)
+	writeEventType(c, http.StatusCreated, et)
+}
+
+// checkSpec answers a 422 naming the field when spec is invalid.
+func (a *API) checkSpec(c *gin.Context, spec outbox.EventTypeSpec) bool {
+	err := outbox.CheckSpec(spec)
+	if err == nil {
+		return true
+	}
+	var se *outbox.SchemaError
+	if errors.As(err, &se) {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event type", violations(se)...))
+		return false
+	}
+	a.internal(c, err)
+	return false
+}
+
+func violations(se *outbox.SchemaError) []ecshttp.FieldError {
+	out := make([]ecshttp.FieldError, len(se.Violations))
+	for i, v := range se.Violations {
+		out[i] = ecshttp.FieldError{Field: v.Field, Message: v.Message}
+	}
+	return out
+}
+
+func writeEventType(c *gin.Context, status int, et outbox.EventType) {
+	c.Header("ETag", etag(et.Version))
+	c.JSON(status, et)
+}
+
+func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
+
+// ifMatch reads If-Match: nil when absent or "*", else the version it names. A
+// value that names no version can match nothing: -1.
+func ifMatch(c *gin.Context) *int {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" || h == "*" {
+		return nil
+	}
+	v, err := strconv.Atoi(strings.Trim(strings.TrimPrefix(h, "W/"), `"`))
+	if err != nil {
+		v = -1
+	}
+	return &v
+}
+
+type page[T any] struct {
+	Data       []T    `json:"data"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// pageParams reads limit (1 to 1000, default 100) and cursor.
+func pageParams(c *gin.Context) (after string, limit int, fields []ecshttp.FieldError) {
+	limit = outbox.DefaultPageSize
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > outbox.MaxPageSize {
+			fields = append(fields, ecshttp.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
+		}
+		limit = n
+	}
+	if v := c.Query("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(b) == 0 {
+			fields = append(fields, ecshttp.FieldError{Field: "cursor", Message: "is not a cursor this API returned"})
+		}
+		after = string(b)
+	}
+	return after, limit, fields
+}
+
+func (a *API) listEventTypes(c *gin.Context) {
+	after, limit, fields := pageParams(c)
+	archived := c.Query("include_archived")
+	if archived != "" && archived != "true" && archived != "false" {
+		fields = append(fields, ecshttp.FieldError{Field: "include_archived", Message: "must be true or false"})
+	}
+	if len(fields) > 0 {
+		ecshttp.WriteProblem(c, ecshttp.Validation("invalid query parameters", fields...))
+		return
+	}
+	ets, more, err := a.outbox.ListEventTypes(c, after, limit, archived == "true")
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	p := page[outbox.EventType]{Data: ets}
+	if p.Data == nil {
+		p.Data = []outbox.EventType{}
+	}
+	if more {
+		p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(ets[len(ets)-1].Name))
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (a *API) getEventType(c *gin.Context) {
+	et, err := a.outbox.GetEventType(c, c.Param("name"))
+	if err != nil {
+		a.fail(c, err, "event type "+strconv.Quote(c.Param("name")))
+		return
+	}
+	writeEventType(c, http.StatusOK, et)
+}
+
+// patchEventType applies a JSON merge patch (RFC 7396) of description,
+// schema (null removes it), examples, enabled and archived.
+func (a *API) patchEventType(c *gin.Context) {
+	var patch struct {
+		Description *string           `json:"description"`
+		Schema      json.RawMessage   `json:"schema"`
+		Examples    []json.RawMessage `json:"examples"`
+		Enabled     *bool             `json:"enabled"`
+		Archived    *bool             `json:"archived"`
+	}
+	if !a.decode(c, &patch) {
+		return
+	}
+	name := c.Param("name")
+	cur, err := a.outbox.GetEventType(c, name)
+	if err != nil {
+		a.fail(c, err, "event type "+strconv.Quote(name))
+		return
+	}
+	want := ifMatch(c)
+	if want != nil && *want != cur.Version {
+		a.preconditionFailed(c, cur.Version)
+		return
+	}
+	spec := outbox.EventTypeSpec{Description: cur.Description, Schema: cur.Schema, Examples: cur.Examples, Enabled: cur.Enabled, Archived: cur.Archived}
+	if patch.Description != nil {
+		spec.Description = *patch.Description
+	}
+	if patch.Schema != nil {
+		spec.Schema = schemaOrNil(patch.Schema)
+	}
+	if patch.Examples != nil {
+		spec.Examples = patch.Examples
+	}
+	if patch.Enabled != nil {
+		spec.Enabled = *patch.Enabled
+	}
+	if patch.Archived != nil {
+		spec.Archived = *patch.Archived
+	}
+	if !a.checkSpec(c, spec) {
+		return
+	}
+	// Update only the version read above, so a concurrent change is not lost.
+	a.updateEventType(c, name, spec, cur.Version, http.StatusOK)
+}
+
+// archiveEventType (DELETE) archives: new events are refused, history stays.
+func (a *API) archiveEventType(c *gin.Context) {
+	name := c.Param("name")
+	cur, err := a.outbox.GetEventType(c, name)
+	if err != nil {
+		a.fail(c, err, "event type "+strconv.Quote(name))
+		return
+	}
+	if want := ifMatch(c); want != nil && *want != cur.Version {
+		a.preconditionFailed(c, cur.Version)
+		return
+	}
+	spec := outbox.EventTypeSpec{Description: cur.Description, Schema: cur.Schema, Examples: cur.Examples, Enabled: cur.Enabled, Archived: true}
+	a.updateEventType(c, name, spec, cur.Version, http.StatusNoContent)
+}
+
+func (a *API) updateEventType(c *gin.Context, name string, spec outbox.EventTypeSpec, version, status int) {
+	et, err := a.outbox.UpdateEventType(c, name, spec, &version)
+	if errors.Is(err, outbox.ErrVersionMismatch) {
+		a.preconditionFailed(c, -1)
+		return
+	}
+	if err != nil {
+		a.fail(c, err, "event type "+strconv.Quote(name))
+		return
+	}
+	if status == http.StatusNoContent {
+		c.Header("ETag", etag(et.Version))
+		c.Status(status)
+		return
+	}
+	writeEventType(c, status, et)
+}
+
+func (a *API) preconditionFailed(c *gin.Context, current int) {
+	detail := "the resource changed since you read it; GET it again and retry"
+	if current >= 0 {
+		c.Header("ETag", etag(current))
+		detail = "If-Match does not match the current ETag " + etag(current)
+	}
+	ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusPreconditionFailed, "precondition-failed", detail))
+}
