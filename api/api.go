@@ -29,12 +29,18 @@ type Config struct {
 	Tokens []string
 	// MaxBodyBytes bounds a request body (ECS_API_MAX_BODY_BYTES, default 1 MiB).
 	MaxBodyBytes int64
+	// MaxBatchBytes bounds a POST /v1/events:batch body
+	// (ECS_API_MAX_BATCH_BYTES, default 16 MiB).
+	MaxBatchBytes int64
 }
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 16 << 20
 	}
 	return c
 }
@@ -53,6 +59,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("ECS_API_MAX_BODY_BYTES must be at least 1024"))
+	}
+	if c.MaxBatchBytes < c.MaxBodyBytes {
+		errs = append(errs, errors.New("ECS_API_MAX_BATCH_BYTES must be at least ECS_API_MAX_BODY_BYTES"))
 	}
 	return errors.Join(errs...)
 }
@@ -92,6 +101,7 @@ func (a *API) routes(e *gin.Engine) {
 	v1.GET("/subscriptions/:id", a.getSubscription)
 	v1.DELETE("/subscriptions/:id", a.deleteSubscription)
 	v1.POST("/events", a.publishEvent)
+	v1.POST(`/events\:batch`, a.publishBatch) // gin: "\:" is a literal colon
 	v1.GET("/events/:id", a.getEvent)
 	v1.GET("/deliveries", a.listDeliveries)
 }
@@ -122,11 +132,16 @@ func (a *API) auth(c *gin.Context) {
 // decode reads one JSON object into dst: bounded in size, unknown fields
 // rejected, nothing after it.
 func (a *API) decode(c *gin.Context, dst any) bool {
+	return a.decodeLimit(c, dst, a.cfg.MaxBodyBytes)
+}
+
+// decodeLimit is decode with another size limit.
+func (a *API) decodeLimit(c *gin.Context, dst any, limit int64) bool {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
 		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send Content-Type: application/json"))
 		return false
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
@@ -146,7 +161,7 @@ func (a *API) decode(c *gin.Context, dst any) bool {
 	switch {
 	case errors.As(err, &tooBig):
 		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusRequestEntityTooLarge, "body-too-large",
-			fmt.Sprintf("the request body exceeds %d bytes", a.cfg.MaxBodyBytes)))
+			fmt.Sprintf("the request body exceeds %d bytes", limit)))
 	case errors.As(err, &typeErr):
 		ecshttp.WriteProblem(c, ecshttp.Validation("a field has the wrong type",
 			ecshttp.FieldError{Field: typeErr.Field, Message: "must be " + jsonKind(typeErr.Type.String())}))
@@ -206,7 +221,8 @@ func newList[T any](items []T) list[T] {
 // LoadConfig reads ECS_API_* variables.
 func LoadConfig(e *config.Env) Config {
 	return Config{
-		Tokens:       e.List("ECS_API_TOKENS", nil),
-		MaxBodyBytes: int64(e.Int("ECS_API_MAX_BODY_BYTES", 1<<20)),
+		Tokens:        e.List("ECS_API_TOKENS", nil),
+		MaxBodyBytes:  int64(e.Int("ECS_API_MAX_BODY_BYTES", 1<<20)),
+		MaxBatchBytes: int64(e.Int("ECS_API_MAX_BATCH_BYTES", 16<<20)),
 	}
 }

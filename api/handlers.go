@@ -1,12 +1,9 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -132,66 +129,6 @@ func (a *API) deleteSubscription(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-type publishEventRequest struct {
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-	Key  string          `json:"key"`
-}
-
-func (a *API) publishEvent(c *gin.Context) {
-	var req publishEventRequest
-	if !a.decode(c, &req) {
-		return
-	}
-	var fields []ecshttp.FieldError
-	if req.Type == "" {
-		fields = append(fields, ecshttp.FieldError{Field: "type", Message: "is required"})
-	}
-	if len(req.Data) == 0 || string(req.Data) == "null" {
-		fields = append(fields, ecshttp.FieldError{Field: "data", Message: "is required and must not be null"})
-	}
-	if len(req.Key) > outbox.MaxKey {
-		fields = append(fields, ecshttp.FieldError{Field: "key", Message: "must be at most 1024 bytes"})
-	}
-	idem := c.GetHeader(IdempotencyKeyHeader)
-	if len(idem) > outbox.MaxIdempotencyKey || strings.ContainsFunc(idem, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		fields = append(fields, ecshttp.FieldError{Field: IdempotencyKeyHeader, Message: "must be at most 255 printable characters"})
-	}
-	if len(fields) > 0 {
-		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event", fields...))
-		return
-	}
-	ev, replayed, err := a.outbox.Publish(c, outbox.NewEvent{Type: req.Type, Key: req.Key, Data: req.Data, IdempotencyKey: idem})
-	var se *outbox.SchemaError
-	switch {
-	case errors.As(err, &se):
-		ecshttp.WriteProblem(c, ecshttp.Validation("data does not match the schema of "+req.Type, violations(se)...))
-		return
-	case errors.Is(err, outbox.ErrEventTypeArchived):
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "event-type-archived", "event type "+req.Type+" is archived and takes no new events"))
-		return
-	case errors.Is(err, outbox.ErrEventTypeDisabled):
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "event-type-disabled", "event type "+req.Type+" is disabled and takes no new events"))
-		return
-	case errors.Is(err, outbox.ErrUnknownEventType):
-		ecshttp.WriteProblem(c, ecshttp.Validation("unknown event type",
-			ecshttp.FieldError{Field: "type", Message: "no event type " + strconv.Quote(req.Type) + "; create it with POST /v1/event-types"}))
-		return
-	case errors.Is(err, outbox.ErrIdempotencyReused):
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnprocessableEntity, "idempotency-key-reused",
-			"this Idempotency-Key was already used with a different request"))
-		return
-	case err != nil:
-		a.internal(c, err)
-		return
-	}
-	if replayed {
-		c.Header(ReplayedHeader, "true")
-	}
-	c.Header("Location", "/v1/events/"+ev.ID.String())
-	c.JSON(http.StatusAccepted, ev)
 }
 
 type eventResponse struct {

@@ -26,17 +26,24 @@ import (
 var queriesSQL string
 
 var q struct {
-	CreateEventType  string `sql:"create_event_type"`
-	ListEventTypes   string `sql:"list_event_types"`
-	GetEventType     string `sql:"get_event_type"`
-	UpdateEventType  string `sql:"update_event_type"`
-	CheckEventType   string `sql:"check_event_type"`
-	EventTypesNamed  string `sql:"event_types_named"`
-	ClaimIdempotency string `sql:"claim_idempotency_key"`
-	NextKeySeq       string `sql:"next_key_seq"`
-	Publish          string `sql:"publish"`
-	GetIdempotent    string `sql:"get_idempotent"`
-	GetEvent         string `sql:"get_event"`
+	CreateEventType       string `sql:"create_event_type"`
+	ListEventTypes        string `sql:"list_event_types"`
+	GetEventType          string `sql:"get_event_type"`
+	UpdateEventType       string `sql:"update_event_type"`
+	CheckEventType        string `sql:"check_event_type"`
+	EventTypesNamed       string `sql:"event_types_named"`
+	BatchCheckEventTypes  string `sql:"batch_check_event_types"`
+	BatchClaimIdempotency string `sql:"batch_claim_idempotency"`
+	BatchNextKeySeqs      string `sql:"batch_next_key_seqs"`
+	BatchInsertEvents     string `sql:"batch_insert_events"`
+	BatchInsertOutbox     string `sql:"batch_insert_outbox"`
+	Notify                string `sql:"notify"`
+	GetIdempotentMany     string `sql:"get_idempotent_many"`
+	ClaimIdempotency      string `sql:"claim_idempotency_key"`
+	NextKeySeq            string `sql:"next_key_seq"`
+	Publish               string `sql:"publish"`
+	GetIdempotent         string `sql:"get_idempotent"`
+	GetEvent              string `sql:"get_event"`
 }
 
 func init() { db.MustLoadQueries(queriesSQL, &q) }

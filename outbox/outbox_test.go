@@ -164,3 +164,92 @@ func TestKeySeqIsGapFreePerKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, other.KeySeq, "events without a key have no sequence")
 }
+
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.store.CreateEventType(ctx, "order.paid", outbox.EventTypeSpec{Enabled: true, Schema: json.RawMessage(`{"required":["amount"]}`)})
+	require.NoError(t, err)
+	first, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{"n":0}`), IdempotencyKey: "before"})
+	require.NoError(t, err)
+
+	evs := []outbox.NewEvent{
+		{Type: "order.created", Key: "k", Data: json.RawMessage(`{"n":1}`)},
+		{Type: "nope", Data: json.RawMessage(`{}`)},
+		{Type: "order.paid", Key: "k", Data: json.RawMessage(`{}`)},                                   // off the schema
+		{Type: "order.paid", Key: "k", Data: json.RawMessage(`{"amount":1}`), IdempotencyKey: "i1"},   // accepted
+		{Type: "order.created", Key: "k", Data: json.RawMessage(`{"n":0}`), IdempotencyKey: "before"}, // replay of an earlier event
+		{Type: "order.created", Data: json.RawMessage(`{"n":9}`), IdempotencyKey: "before"},           // reuse, another request
+		{Type: "order.created", Key: "other", Data: json.RawMessage(`{}`)},
+		{Type: "order.paid", Key: "k", Data: json.RawMessage(`{"amount":1}`), IdempotencyKey: "i1"}, // same key twice in the batch
+	}
+	res, err := b.store.PublishBatch(ctx, evs)
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	require.ErrorIs(t, res[1].Err, outbox.ErrUnknownEventType)
+	var se *outbox.SchemaError
+	require.True(t, errors.As(res[2].Err, &se))
+	require.NoError(t, res[3].Err)
+	require.NoError(t, res[4].Err)
+	require.True(t, res[4].Replayed)
+	require.Equal(t, first.ID, res[4].Event.ID)
+	require.ErrorIs(t, res[5].Err, outbox.ErrIdempotencyReused)
+	require.NoError(t, res[6].Err)
+	require.NoError(t, res[7].Err)
+	require.True(t, res[7].Replayed)
+	require.Equal(t, res[3].Event.ID, res[7].Event.ID)
+
+	// Key numbers continue gap-free in batch order after the single publish.
+	require.Equal(t, int64(2), res[0].Event.KeySeq)
+	require.Equal(t, int64(3), res[3].Event.KeySeq)
+	require.Equal(t, int64(1), res[6].Event.KeySeq)
+	got, err := b.store.GetEvent(ctx, res[3].Event.ID)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), got.KeySeq)
+	next, _, err := b.store.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "k", Data: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	require.Equal(t, int64(4), next.KeySeq)
+}
+
+func TestPublishBatchesConcurrentlyKeepKeySeqsGapFree(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	seqs := make(chan int64, 400)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var evs []outbox.NewEvent
+			for i := range 50 {
+				key := []string{"a", "b"}[(w+i)%2] // opposite key orders: a deadlock would show
+				evs = append(evs, outbox.NewEvent{Type: "order.created", Key: key, Data: json.RawMessage(`{}`)})
+			}
+			res, err := b.store.PublishBatch(ctx, evs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					t.Error(r.Err)
+				}
+				if r.Event.Key == "a" {
+					seqs <- r.Event.KeySeq
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	got := map[int64]bool{}
+	for s := range seqs {
+		require.False(t, got[s], "key_seq %d twice", s)
+		got[s] = true
+	}
+	for i := int64(1); i <= 200; i++ {
+		require.True(t, got[i], "key_seq %d missing", i)
+	}
+}

@@ -70,3 +70,58 @@ SELECT id, type, key, key_seq, data::text, created_at FROM events WHERE id = $1;
 -- name: event_types_named
 SELECT name, description, topic, schema, examples, enabled, archived_at, version, created_at, updated_at
 FROM event_types WHERE name = ANY ($1);
+
+-- The batch write: one pipeline, one implicit transaction, set-based statements.
+-- Items whose idempotency key another event already holds are left out of every
+-- step after batch_claim_idempotency (their ids are not in idempotency_keys).
+
+-- name: batch_check_event_types
+SELECT ecs_check_event_type(n, v) FROM unnest($1::text[], $2::int[]) AS t(n, v);
+
+-- name: batch_claim_idempotency
+INSERT INTO idempotency_keys (key, request_hash, event_id)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::uuid[])
+ON CONFLICT (key) DO NOTHING;
+
+-- name: batch_next_key_seqs
+-- Locks keys in key order, so two concurrent batches cannot deadlock.
+INSERT INTO key_sequences (key, seq)
+SELECT t.key, count(*)
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(id, key, idem)
+WHERE t.key IS NOT NULL
+  AND (t.idem IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.key = t.idem AND k.event_id = t.id))
+GROUP BY t.key
+ORDER BY t.key
+ON CONFLICT (key) DO UPDATE SET seq = key_sequences.seq + EXCLUDED.seq;
+
+-- name: batch_insert_events
+-- key_seq: the key's new last number, minus the batch's events of that key, plus
+-- the event's rank among them.
+WITH t AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(id, type, key, data, idem, ord)
+    WHERE t.idem IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.key = t.idem AND k.event_id = t.id)
+), n AS (
+    SELECT t.*, count(*) OVER (PARTITION BY t.key) AS cnt, row_number() OVER (PARTITION BY t.key ORDER BY t.ord) AS rn
+    FROM t
+)
+INSERT INTO events (id, type, key, key_seq, data)
+SELECT id, type, key,
+       CASE WHEN key IS NULL THEN NULL ELSE (SELECT seq FROM key_sequences ks WHERE ks.key = n.key) - cnt + rn END,
+       data::json
+FROM n ORDER BY ord
+RETURNING id, created_at, key_seq;
+
+-- name: batch_insert_outbox
+-- In input order, so outbox order is acceptance order within the batch.
+INSERT INTO outbox (event_id)
+SELECT t.id FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.id = t.id)
+ORDER BY t.ord;
+
+-- name: notify
+SELECT pg_notify('ecs_outbox', '');
+
+-- name: get_idempotent_many
+SELECT k.key, k.request_hash, e.id, e.type, e.key, e.key_seq, e.data::text, e.created_at
+FROM idempotency_keys k JOIN events e ON e.id = k.event_id
+WHERE k.key = ANY ($1);
