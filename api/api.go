@@ -102,8 +102,11 @@ func (a *API) routes(e *gin.Engine) {
 	v1.DELETE("/subscriptions/:id", a.deleteSubscription)
 	v1.POST("/events", a.publishEvent)
 	v1.POST(`/events\:batch`, a.publishBatch) // gin: "\:" is a literal colon
+	v1.GET("/events", a.listEvents)
 	v1.GET("/events/:id", a.getEvent)
 	v1.GET("/deliveries", a.listDeliveries)
+	v1.GET("/deliveries/:id", a.getDelivery)
+	v1.POST("/deliveries/:id", a.deliveryAction)
 }
 
 // auth accepts "Authorization: Bearer <token>" for a configured token. Tokens are

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventconfigservice/ecs/api"
@@ -23,7 +24,8 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 const token = "api-test-token-0123456789"
 
 type testBundle struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	pool *pgxpool.Pool
 }
 
 func setup(t *testing.T) *testBundle {
@@ -34,7 +36,7 @@ func setup(t *testing.T) *testBundle {
 		func(n string) string { return "ecs.events." + n }, logging.Discard()))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &testBundle{srv: srv}
+	return &testBundle{srv: srv, pool: pool}
 }
 
 type response struct {

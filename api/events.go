@@ -148,3 +148,26 @@ func (a *API) publishBatch(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out})
 }
+
+// listEvents lists events newest first, filtered by type, key and time.
+func (a *API) listEvents(c *gin.Context) {
+	q := &query{c: c}
+	f := outbox.EventFilter{Type: q.str("type"), Key: q.str("key"), Since: q.time("since"), Until: q.time("until"),
+		Before: q.cursor(), Limit: q.limit()}
+	if !q.ok() {
+		return
+	}
+	evs, more, err := a.outbox.ListEvents(c, f)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	p := page[outbox.Event]{Data: evs}
+	if p.Data == nil {
+		p.Data = []outbox.Event{}
+	}
+	if more {
+		p.NextCursor = idCursor(evs[len(evs)-1].ID)
+	}
+	c.JSON(http.StatusOK, p)
+}

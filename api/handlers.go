@@ -157,48 +157,6 @@ func (a *API) getEvent(c *gin.Context) {
 	c.JSON(http.StatusOK, eventResponse{Event: ev, Deliveries: states})
 }
 
-func (a *API) listDeliveries(c *gin.Context) {
-	var f delivery.Filter
-	var fields []ecshttp.FieldError
-	for _, p := range []struct {
-		name string
-		dst  **uuid.UUID
-	}{{"event_id", &f.EventID}, {"subscription_id", &f.SubscriptionID}} {
-		if v := c.Query(p.name); v != "" {
-			id, err := uuid.Parse(v)
-			if err != nil {
-				fields = append(fields, ecshttp.FieldError{Field: p.name, Message: "must be a UUID"})
-				continue
-			}
-			*p.dst = &id
-		}
-	}
-	if v := c.Query("status"); v != "" {
-		if !delivery.ValidStatus(v) {
-			fields = append(fields, ecshttp.FieldError{Field: "status", Message: "must be pending, succeeded, dead or cancelled"})
-		}
-		f.Status = &v
-	}
-	f.Limit = 100
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			fields = append(fields, ecshttp.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
-		}
-		f.Limit = n
-	}
-	if len(fields) > 0 {
-		ecshttp.WriteProblem(c, ecshttp.Validation("invalid query parameters", fields...))
-		return
-	}
-	ds, err := a.deliveries.ListDeliveries(c, f)
-	if err != nil {
-		a.internal(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, newList(ds))
-}
-
 func pathID(c *gin.Context) (uuid.UUID, bool) {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {

@@ -27,14 +27,21 @@ var q struct {
 	DeleteSubscription  string `sql:"delete_subscription"`
 	SubscriptionExists  string `sql:"subscription_exists"`
 	ListDeliveries      string `sql:"list_deliveries"`
+	GetDelivery         string `sql:"get_delivery"`
+	RetryDelivery       string `sql:"retry_delivery"`
 	ListAttempts        string `sql:"list_attempts"`
 	EventDeliveryStates string `sql:"event_delivery_states"`
 }
 
 func init() { db.MustLoadQueries(queriesSQL, &q) }
 
-// ErrNotFound means no such subscription or delivery.
-var ErrNotFound = errors.New("not found")
+// Errors of the delivery store.
+var (
+	// ErrNotFound means no such subscription or delivery.
+	ErrNotFound = errors.New("not found")
+	// ErrNotRetryable means a delivery is in flight or cancelled.
+	ErrNotRetryable = errors.New("delivery cannot be retried now")
+)
 
 // Delivery statuses.
 const (
@@ -177,27 +184,79 @@ type Filter struct {
 	EventID        *uuid.UUID
 	SubscriptionID *uuid.UUID
 	Status         *string
+	Since          *time.Time // created at or after
+	Until          *time.Time // created before
+	// Before is the last id of the previous page.
+	Before *uuid.UUID
 	// Limit caps the result (1 to 1000; default 100).
 	Limit int
 }
 
-// ListDeliveries returns matching deliveries, oldest first, each with its attempts.
-func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, error) {
-	if f.Limit <= 0 {
+func scanDelivery(r pgx.Row) (Delivery, error) {
+	var d Delivery
+	err := r.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.Status, &d.Attempts, &d.NextAttemptAt, &d.LastError, &d.CreatedAt, &d.UpdatedAt)
+	d.AttemptLog = []Attempt{}
+	return d, err
+}
+
+// ListDeliveries returns matching deliveries, newest first, each with its
+// attempts, and whether more follow.
+func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, bool, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	rows, _ := s.pool.Query(ctx, q.ListDeliveries, f.EventID, f.SubscriptionID, f.Status, f.Limit)
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
-		var d Delivery
-		err := r.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.Status, &d.Attempts, &d.NextAttemptAt, &d.LastError, &d.CreatedAt, &d.UpdatedAt)
-		d.AttemptLog = []Attempt{}
-		return d, err
-	})
+	rows, _ := s.pool.Query(ctx, q.ListDeliveries, f.EventID, f.SubscriptionID, f.Status, f.Since, f.Until, f.Before, f.Limit+1)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
 	if err != nil {
-		return nil, fmt.Errorf("delivery: list deliveries: %w", err)
+		return nil, false, fmt.Errorf("delivery: list deliveries: %w", err)
 	}
+	more := len(out) > f.Limit
+	if more {
+		out = out[:f.Limit]
+	}
+	if err := s.attachAttempts(ctx, out); err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
+}
+
+// GetDelivery returns one delivery with every attempt.
+func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, q.GetDelivery, id))
+	if db.IsNoRows(err) {
+		return Delivery{}, ErrNotFound
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("delivery: get delivery: %w", err)
+	}
+	ds := []Delivery{d}
+	if err := s.attachAttempts(ctx, ds); err != nil {
+		return Delivery{}, err
+	}
+	return ds[0], nil
+}
+
+// RetryDelivery makes a dead or succeeded delivery (or a pending one waiting for
+// its retry) due now: one more attempt, with the same webhook-id.
+func (s *Store) RetryDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
+	var got uuid.UUID
+	err := s.pool.QueryRow(ctx, q.RetryDelivery, id).Scan(&got)
+	if db.IsNoRows(err) {
+		if _, gerr := s.GetDelivery(ctx, id); gerr != nil {
+			return Delivery{}, gerr
+		}
+		return Delivery{}, ErrNotRetryable
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("delivery: retry: %w", err)
+	}
+	return s.GetDelivery(ctx, id)
+}
+
+// attachAttempts loads the attempts of ds.
+func (s *Store) attachAttempts(ctx context.Context, out []Delivery) error {
 	if len(out) == 0 {
-		return out, nil
+		return nil
 	}
 	ids := make([]uuid.UUID, len(out))
 	byID := make(map[uuid.UUID]*Delivery, len(out))
@@ -205,13 +264,13 @@ func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, error
 		ids[i] = out[i].ID
 		byID[out[i].ID] = &out[i]
 	}
-	rows, _ = s.pool.Query(ctx, q.ListAttempts, ids)
+	rows, _ := s.pool.Query(ctx, q.ListAttempts, ids)
 	var (
 		did       uuid.UUID
 		a         Attempt
 		latencyUS int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&did, &a.Attempt, &a.StartedAt, &latencyUS, &a.StatusCode, &a.Error, &a.ResponseBody, &a.Succeeded}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&did, &a.Attempt, &a.StartedAt, &latencyUS, &a.StatusCode, &a.Error, &a.ResponseBody, &a.Succeeded}, func() error {
 		a.LatencyMS = float64(latencyUS) / 1000
 		d := byID[did]
 		d.AttemptLog = append(d.AttemptLog, a)
@@ -219,9 +278,9 @@ func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, error
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("delivery: list attempts: %w", err)
+		return fmt.Errorf("delivery: list attempts: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // EventStates returns, per subscription the event matches, its delivery state.

@@ -25,13 +25,30 @@ FROM s WHERE d.subscription_id = s.id AND d.status = 'pending';
 SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL);
 
 -- name: list_deliveries
+-- Newest first by time-ordered id; $6 is the last id of the previous page.
 SELECT id, subscription_id, event_id, status, attempts, next_attempt_at, last_error, created_at, updated_at
 FROM deliveries
 WHERE ($1::uuid IS NULL OR event_id = $1)
   AND ($2::uuid IS NULL OR subscription_id = $2)
   AND ($3::text IS NULL OR status = $3)
-ORDER BY created_at, id
-LIMIT $4;
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+  AND ($6::uuid IS NULL OR id < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: get_delivery
+SELECT id, subscription_id, event_id, status, attempts, next_attempt_at, last_error, created_at, updated_at
+FROM deliveries WHERE id = $1;
+
+-- name: retry_delivery
+-- A dead or succeeded delivery, or a pending one no worker holds, becomes due
+-- now and free for any worker's poller. One held by a worker is in flight, and
+-- a cancelled one's subscription is gone: those are left alone.
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = now(), owner = NULL, updated_at = now()
+WHERE id = $1 AND (status IN ('dead', 'succeeded') OR (status = 'pending' AND owner IS NULL))
+RETURNING id;
 
 -- name: list_attempts
 SELECT delivery_id, attempt, started_at, latency_us, status_code, error, response_body, succeeded

@@ -39,6 +39,7 @@ var q struct {
 	BatchInsertOutbox     string `sql:"batch_insert_outbox"`
 	Notify                string `sql:"notify"`
 	GetIdempotentMany     string `sql:"get_idempotent_many"`
+	ListEvents string `sql:"list_events"`
 	ClaimIdempotency      string `sql:"claim_idempotency_key"`
 	NextKeySeq            string `sql:"next_key_seq"`
 	Publish               string `sql:"publish"`
@@ -278,4 +279,33 @@ func WebhookBody(typ string, ts time.Time, data []byte) []byte {
 	b = append(b, data...)
 	b = append(b, '}')
 	return b
+}
+
+// EventFilter selects events; nil fields match everything.
+type EventFilter struct {
+	Type  *string
+	Key   *string
+	Since *time.Time // created at or after
+	Until *time.Time // created before
+	// Before is the last id of the previous page.
+	Before *uuid.UUID
+	// Limit is the page size (1 to 1000; default 100).
+	Limit int
+}
+
+// ListEvents returns matching events, newest first, and whether more follow.
+func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, bool, error) {
+	if f.Limit <= 0 || f.Limit > MaxPageSize {
+		f.Limit = DefaultPageSize
+	}
+	rows, _ := s.pool.Query(ctx, q.ListEvents, f.Type, f.Key, f.Since, f.Until, f.Before, f.Limit+1)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) { return scanEvent(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("outbox: list events: %w", err)
+	}
+	more := len(out) > f.Limit
+	if more {
+		out = out[:f.Limit]
+	}
+	return out, more, nil
 }

@@ -125,3 +125,16 @@ SELECT pg_notify('ecs_outbox', '');
 SELECT k.key, k.request_hash, e.id, e.type, e.key, e.key_seq, e.data::text, e.created_at
 FROM idempotency_keys k JOIN events e ON e.id = k.event_id
 WHERE k.key = ANY ($1);
+
+-- name: list_events
+-- Newest first; ids are UUIDv7, so id order is time order. $5 is the last id of
+-- the previous page.
+SELECT id, type, key, key_seq, data::text, created_at
+FROM events
+WHERE ($1::text IS NULL OR type = $1)
+  AND ($2::text IS NULL OR key = $2)
+  AND ($3::timestamptz IS NULL OR created_at >= $3)
+  AND ($4::timestamptz IS NULL OR created_at < $4)
+  AND ($5::uuid IS NULL OR id < $5)
+ORDER BY id DESC
+LIMIT $6;

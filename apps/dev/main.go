@@ -73,7 +73,8 @@ func run() error {
 			return err
 		}
 	}
-	cfg.API = api.Config{Tokens: []string{token}, MaxBodyBytes: int64(env.Int("ECS_API_MAX_BODY_BYTES", 1<<20))}
+	cfg.API = api.LoadConfig(env)
+	cfg.API.Tokens = []string{token}
 
 	var cleanups []func()
 	cleanup := func() {

@@ -172,7 +172,7 @@ func (e *endpoint) await(t *testing.T, n int, within time.Duration) {
 
 func (b *testBundle) delivery(t *testing.T, eventID uuid.UUID) delivery.Delivery {
 	t.Helper()
-	ds, err := b.subs.ListDeliveries(context.Background(), delivery.Filter{EventID: &eventID})
+	ds, _, err := b.subs.ListDeliveries(context.Background(), delivery.Filter{EventID: &eventID})
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
 	return ds[0]
