@@ -39,7 +39,7 @@ var q struct {
 	BatchInsertOutbox     string `sql:"batch_insert_outbox"`
 	Notify                string `sql:"notify"`
 	GetIdempotentMany     string `sql:"get_idempotent_many"`
-	ListEvents string `sql:"list_events"`
+	ListEvents            string `sql:"list_events"`
 	ClaimIdempotency      string `sql:"claim_idempotency_key"`
 	NextKeySeq            string `sql:"next_key_seq"`
 	Publish               string `sql:"publish"`
