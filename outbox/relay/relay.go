@@ -151,9 +151,20 @@ func (r *Relay) setLeading(v bool) {
 	}
 }
 
-// Start runs the relay in the background. The Kafka client is made per start, so
-// a stopped relay can be started again.
+// Start runs the relay in the background. It can be started again after Stop.
 func (r *Relay) Start(ctx context.Context) error {
+	// Fail fast on bad options; the clients that produce are made per lead.
+	cl, err := r.newClient()
+	if err != nil {
+		return err
+	}
+	cl.Close()
+	r.StartRun(ctx, r.run)
+	return nil
+}
+
+// newClient makes a producer: a fresh idempotent producer session.
+func (r *Relay) newClient() (*kgo.Client, error) {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.kcfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // with the idempotent producer (kgo's default)
@@ -163,19 +174,15 @@ func (r *Relay) Start(ctx context.Context) error {
 	}, r.kopts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("relay: kafka client: %w", err)
+		return nil, fmt.Errorf("relay: kafka client: %w", err)
 	}
-	r.StartRun(ctx, func(ctx context.Context, stopping <-chan struct{}) {
-		defer cl.Close()
-		r.run(ctx, stopping, cl, kafka.NewTopics(cl, r.kcfg))
-	})
-	return nil
+	return cl, nil
 }
 
 // run campaigns for the lead until stopped.
-func (r *Relay) run(ctx context.Context, stopping <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) {
+func (r *Relay) run(ctx context.Context, stopping <-chan struct{}) {
 	for {
-		if err := r.campaign(ctx, stopping, cl, topics); err != nil && ctx.Err() == nil {
+		if err := r.campaign(ctx, stopping); err != nil && ctx.Err() == nil {
 			r.log.Warn("relay lost or could not take the lead", "error", err)
 		}
 		select {
@@ -192,7 +199,7 @@ func (r *Relay) run(ctx context.Context, stopping <-chan struct{}, cl *kgo.Clien
 // until the connection breaks or the relay stops. The lock lives and dies with
 // the connection, so a relay whose connection dropped has lost the lead and stops
 // producing before another takes it.
-func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) error {
+func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}) error {
 	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -230,7 +237,7 @@ func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}, cl *kgo.
 	go func() {
 		defer close(drained)
 		defer cancel() // a soft stop ends the listen loop too
-		r.drainLoop(leadCtx, stopping, wake, cl, topics)
+		r.drainLoop(leadCtx, stopping, wake)
 	}()
 	defer func() { cancel(); <-drained }()
 
@@ -253,7 +260,23 @@ func (r *Relay) campaign(ctx context.Context, stopping <-chan struct{}, cl *kgo.
 }
 
 // drainLoop relays batches while there is a backlog, then waits for a wake-up.
-func (r *Relay) drainLoop(ctx context.Context, stopping <-chan struct{}, wake <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) {
+//
+// After a failed batch it throws its Kafka client away and makes a new one.
+// Records that timed out leave an idempotent producer's partition state failed,
+// and kgo does not abandon records in flight, so a client that failed once can
+// fail every later batch; a new client is a new producer session. Copies of
+// records the old session did get written are absorbed downstream by the dedup
+// key, and a key's first copies stay in order.
+func (r *Relay) drainLoop(ctx context.Context, stopping <-chan struct{}, wake <-chan struct{}) {
+	var (
+		cl     *kgo.Client
+		topics *kafka.Topics
+	)
+	defer func() {
+		if cl != nil {
+			cl.Close()
+		}
+	}()
 	retry := backoff.NewExponentialBackOff()
 	retry.InitialInterval = 100 * time.Millisecond
 	retry.MaxInterval = 10 * time.Second
@@ -267,10 +290,23 @@ func (r *Relay) drainLoop(ctx context.Context, stopping <-chan struct{}, wake <-
 		case <-wake:
 		}
 		for {
-			n, err := r.relayBatch(ctx, cl, topics)
+			var n int
+			var err error
+			if cl == nil {
+				if cl, err = r.newClient(); err == nil {
+					topics = kafka.NewTopics(cl, r.kcfg)
+				}
+			}
+			if err == nil {
+				n, err = r.relayBatch(ctx, cl, topics)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
+				}
+				if cl != nil {
+					cl.Close()
+					cl = nil
 				}
 				r.metrics.errors.Inc()
 				wait := retry.NextBackOff()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,7 +49,7 @@ func setup(t *testing.T) *testBundle {
 func (b *testBundle) startRelay(t *testing.T) *relay.Relay {
 	t.Helper()
 	r, err := relay.New(relay.Config{PollInterval: 100 * time.Millisecond, LeaderRetry: 50 * time.Millisecond, ProduceTimeout: time.Second},
-		b.kcfg, b.pool, logging.Discard(), nil)
+		b.kcfg, b.pool, testLogger(), nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { r.Stop(context.Background()) })
@@ -210,4 +212,11 @@ func TestRelayKeepsRowsWhileKafkaRefuses(t *testing.T) {
 	got := receive(t, recs, 3)
 	require.ElementsMatch(t, ids, got[:3])
 	require.Eventually(t, func() bool { n, _ := relay.Backlog(ctx, b.pool); return n == 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("ECS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return logging.Discard()
 }
