@@ -369,7 +369,9 @@ func (r *Relay) relayBatch(ctx context.Context, cl *kgo.Client, topics *kafka.To
 				{Key: kafka.HeaderEventID, Value: []byte(id.String())},
 				{Key: kafka.HeaderEventType, Value: []byte(typ)},
 			},
-			Timestamp: createdAt,
+			// No Timestamp: kgo measures RecordDeliveryTimeout from it, so the
+			// event's (possibly old) acceptance time would fail the record before
+			// it is sent. The body carries the acceptance time.
 		}
 		if keySeq != nil {
 			rw.record.Headers = append(rw.record.Headers, kgo.RecordHeader{Key: kafka.HeaderKeySeq, Value: strconv.AppendInt(nil, *keySeq, 10)})

@@ -220,3 +220,20 @@ func testLogger() *slog.Logger {
 	}
 	return logging.Discard()
 }
+
+// A backlog older than the produce timeout (the relay was down for a while) must
+// still be relayed.
+func TestRelayDrainsAnOldBacklog(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	recs := b.consumer(t)
+	var want []string
+	for range 20 {
+		want = append(want, b.publish(t, "k"))
+	}
+	_, err := b.pool.Exec(ctx, `UPDATE events SET created_at = now() - interval '3 hours'`)
+	require.NoError(t, err)
+	b.startRelay(t) // ProduceTimeout is 1s
+	require.Equal(t, want, receive(t, recs, 20))
+}
