@@ -4,8 +4,7 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/outbox"
@@ -24,9 +24,17 @@ import (
 
 // Config tunes the API.
 type Config struct {
-	// Tokens are the accepted bearer tokens (ECS_API_TOKENS, comma-separated;
-	// required).
+	// Tokens are bearer tokens with every scope (ECS_API_TOKENS,
+	// comma-separated): the way in before any API key exists.
 	Tokens []string
+	// JWTHS256Secret verifies HS256 JWTs (ECS_API_JWT_HS256_SECRET, at least 32
+	// bytes); JWTJWKSURL serves the keys of RS256/ES256 JWTs
+	// (ECS_API_JWT_JWKS_URL). With either, JWTIssuer and JWTAudience are
+	// required (ECS_API_JWT_ISSUER, ECS_API_JWT_AUDIENCE).
+	JWTHS256Secret string
+	JWTJWKSURL     string
+	JWTIssuer      string
+	JWTAudience    string
 	// MaxBodyBytes bounds a request body (ECS_API_MAX_BODY_BYTES, default 1 MiB).
 	MaxBodyBytes int64
 	// MaxBatchBytes bounds a POST /v1/events:batch body
@@ -48,8 +56,15 @@ func (c Config) WithDefaults() Config {
 // Validate checks c.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Tokens) == 0 {
-		errs = append(errs, errors.New("ECS_API_TOKENS must name at least one token"))
+	jwtOn := c.JWTHS256Secret != "" || c.JWTJWKSURL != ""
+	if len(c.Tokens) == 0 && !jwtOn {
+		errs = append(errs, errors.New("ECS_API_TOKENS must name at least one token (or configure JWTs)"))
+	}
+	if c.JWTHS256Secret != "" && len(c.JWTHS256Secret) < 32 {
+		errs = append(errs, errors.New("ECS_API_JWT_HS256_SECRET must be at least 32 bytes"))
+	}
+	if jwtOn && (c.JWTIssuer == "" || c.JWTAudience == "") {
+		errs = append(errs, errors.New("ECS_API_JWT_ISSUER and ECS_API_JWT_AUDIENCE are required with JWTs"))
 	}
 	for _, t := range c.Tokens {
 		if len(t) < 16 {
@@ -72,64 +87,48 @@ type API struct {
 	outbox     *outbox.Store
 	deliveries *delivery.Store
 	log        *slog.Logger
-	tokens     [][32]byte
+	authn      *authenticator
 }
 
-// New returns the API.
-func New(cfg Config, ob *outbox.Store, ds *delivery.Store, log *slog.Logger) (*API, error) {
+// New returns the API. ctx bounds background work (JWKS refreshes).
+func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, ob *outbox.Store, ds *delivery.Store, log *slog.Logger) (*API, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	a := &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api")}
-	for _, t := range cfg.Tokens {
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+	authn, err := newAuthenticator(ctx, cfg, pool)
+	if err != nil {
+		return nil, err
 	}
-	return a, nil
+	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn}, nil
 }
 
-// routes adds the /v1 routes to e.
+// routes adds the /v1 routes to e, each with the scope it needs.
 func (a *API) routes(e *gin.Engine) {
 	v1 := e.Group("/v1", a.auth)
-	v1.POST("/event-types", a.createEventType)
-	v1.GET("/event-types", a.listEventTypes)
-	v1.GET("/event-types/:name", a.getEventType)
-	v1.PATCH("/event-types/:name", a.patchEventType)
-	v1.DELETE("/event-types/:name", a.archiveEventType)
-	v1.POST("/subscriptions", a.createSubscription)
-	v1.GET("/subscriptions", a.listSubscriptions)
-	v1.GET("/subscriptions/:id", a.getSubscription)
-	v1.DELETE("/subscriptions/:id", a.deleteSubscription)
-	v1.POST("/events", a.publishEvent)
-	v1.POST(`/events\:batch`, a.publishBatch) // gin: "\:" is a literal colon
-	v1.GET("/events", a.listEvents)
-	v1.GET("/events/:id", a.getEvent)
-	v1.GET("/deliveries", a.listDeliveries)
-	v1.GET("/deliveries/:id", a.getDelivery)
-	v1.POST("/deliveries/:id", a.deliveryAction)
-}
-
-// auth accepts "Authorization: Bearer <token>" for a configured token. Tokens are
-// compared as SHA-256 digests in constant time, so timing reveals nothing.
-func (a *API) auth(c *gin.Context) {
-	h := c.GetHeader("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		c.Header("WWW-Authenticate", `Bearer realm="ecs"`)
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>"))
-		return
-	}
-	sum := sha256.Sum256([]byte(tok))
-	match := 0
-	for _, t := range a.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	if match != 1 {
-		c.Header("WWW-Authenticate", `Bearer realm="ecs", error="invalid_token"`)
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusUnauthorized, "unauthorized", "the bearer token is not valid"))
-		return
-	}
-	c.Next()
+	cr, cw := need(ScopeConfigRead), need(ScopeConfigWrite)
+	v1.POST("/event-types", cw, a.createEventType)
+	v1.GET("/event-types", cr, a.listEventTypes)
+	v1.GET("/event-types/:name", cr, a.getEventType)
+	v1.PATCH("/event-types/:name", cw, a.patchEventType)
+	v1.DELETE("/event-types/:name", cw, a.archiveEventType)
+	v1.POST("/subscriptions", cw, a.createSubscription)
+	v1.GET("/subscriptions", cr, a.listSubscriptions)
+	v1.GET("/subscriptions/:id", cr, a.getSubscription)
+	v1.DELETE("/subscriptions/:id", cw, a.deleteSubscription)
+	ew, er := need(ScopeEventsWrite), need(ScopeEventsRead)
+	v1.POST("/events", ew, a.publishEvent)
+	v1.POST(`/events\:batch`, ew, a.publishBatch) // gin: "\:" is a literal colon
+	v1.GET("/events", er, a.listEvents)
+	v1.GET("/events/:id", er, a.getEvent)
+	dr, dw := need(ScopeDeliveriesRead), need(ScopeDeliveriesWrite)
+	v1.GET("/deliveries", dr, a.listDeliveries)
+	v1.GET("/deliveries/:id", dr, a.getDelivery)
+	v1.POST("/deliveries/:id", dw, a.deliveryAction)
+	admin := need(ScopeAdmin)
+	v1.POST("/api-keys", admin, a.createAPIKey)
+	v1.GET("/api-keys", admin, a.listAPIKeys)
+	v1.DELETE("/api-keys/:id", admin, a.revokeAPIKey)
 }
 
 // decode reads one JSON object into dst: bounded in size, unknown fields
@@ -224,8 +223,12 @@ func newList[T any](items []T) list[T] {
 // LoadConfig reads ECS_API_* variables.
 func LoadConfig(e *config.Env) Config {
 	return Config{
-		Tokens:        e.List("ECS_API_TOKENS", nil),
-		MaxBodyBytes:  int64(e.Int("ECS_API_MAX_BODY_BYTES", 1<<20)),
-		MaxBatchBytes: int64(e.Int("ECS_API_MAX_BATCH_BYTES", 16<<20)),
+		Tokens:         e.List("ECS_API_TOKENS", nil),
+		MaxBodyBytes:   int64(e.Int("ECS_API_MAX_BODY_BYTES", 1<<20)),
+		MaxBatchBytes:  int64(e.Int("ECS_API_MAX_BATCH_BYTES", 16<<20)),
+		JWTHS256Secret: e.String("ECS_API_JWT_HS256_SECRET", ""),
+		JWTJWKSURL:     e.String("ECS_API_JWT_JWKS_URL", ""),
+		JWTIssuer:      e.String("ECS_API_JWT_ISSUER", ""),
+		JWTAudience:    e.String("ECS_API_JWT_AUDIENCE", ""),
 	}
 }

@@ -32,7 +32,7 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
 	e := ecshttp.NewEngine(logging.Discard(), nil)
-	require.NoError(t, api.Mount(e, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
+	require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
 		func(n string) string { return "ecs.events." + n }, logging.Discard()))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)

@@ -55,7 +55,7 @@ func TestEventTypeChangesReachOtherReplicasAtOnce(t *testing.T) {
 	pool, _ := dbtest.NewDB(t)
 	replica := func() *testBundle {
 		e := ecshttp.NewEngine(logging.Discard(), nil)
-		require.NoError(t, api.Mount(e, api.Config{Tokens: []string{token}}, pool, func(n string) string { return "ecs.events." + n }, logging.Discard()))
+		require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}}, pool, func(n string) string { return "ecs.events." + n }, logging.Discard()))
 		srv := httptest.NewServer(e)
 		t.Cleanup(srv.Close)
 		return &testBundle{srv: srv}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/gin-gonic/gin"
@@ -12,9 +13,9 @@ import (
 
 // Mount adds the API's /v1 routes to e, an engine from platform/http.NewEngine
 // that already serves the operational endpoints. topic names an event type's
-// Kafka topic.
-func Mount(e *gin.Engine, cfg Config, pool *pgxpool.Pool, topic func(string) string, log *slog.Logger) error {
-	a, err := New(cfg, outbox.NewStore(pool, topic), delivery.NewStore(pool), log)
+// Kafka topic; ctx bounds background work and should live as long as the server.
+func Mount(ctx context.Context, e *gin.Engine, cfg Config, pool *pgxpool.Pool, topic func(string) string, log *slog.Logger) error {
+	a, err := New(ctx, cfg, pool, outbox.NewStore(pool, topic), delivery.NewStore(pool), log)
 	if err != nil {
 		return err
 	}

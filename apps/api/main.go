@@ -19,7 +19,7 @@ func main() {
 			return cfg.WithDefaults().Validate()
 		},
 		Build: func(d role.Deps) ([]service.Service, error) {
-			return nil, api.Mount(d.Engine, cfg, d.Pool, d.Kafka.Topic, d.Log)
+			return nil, api.Mount(d.Ctx, d.Engine, cfg, d.Pool, d.Kafka.Topic, d.Log)
 		},
 	})
 }

@@ -79,7 +79,7 @@ func newHarness(t *testing.T) *harness {
 			Partitions:  6,
 		},
 	}
-	st, err := newStack(cfg, pool, log)
+	st, err := newStack(t.Context(), cfg, pool, log)
 	require.NoError(t, err)
 	require.NoError(t, st.start(context.Background()))
 	h := &harness{t: t, st: st, pool: pool, base: "http://" + st.HTTP.Addr(), client: &http.Client{Timeout: 30 * time.Second},

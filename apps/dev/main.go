@@ -113,7 +113,7 @@ func run() error {
 		return err
 	}
 	cleanups = append(cleanups, pool.Close)
-	st, err := newStack(cfg, pool, log)
+	st, err := newStack(ctx, cfg, pool, log)
 	if err != nil {
 		cleanup()
 		return err

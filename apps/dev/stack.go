@@ -40,12 +40,13 @@ type stack struct {
 	Worker *worker.Worker
 }
 
-func newStack(cfg stackConfig, pool *pgxpool.Pool, log *slog.Logger) (*stack, error) {
+// newStack builds the roles; ctx bounds the API's background work.
+func newStack(ctx context.Context, cfg stackConfig, pool *pgxpool.Pool, log *slog.Logger) (*stack, error) {
 	reg := metrics.NewRegistry()
 	kcfg := cfg.Kafka.WithDefaults()
 	e := ecshttp.NewEngine(log, reg)
 	ecshttp.MountOps(e, reg, map[string]ecshttp.Check{"postgres": pool.Ping})
-	if err := api.Mount(e, cfg.API, pool, kcfg.Topic, log); err != nil {
+	if err := api.Mount(ctx, e, cfg.API, pool, kcfg.Topic, log); err != nil {
 		return nil, err
 	}
 	r, err := relay.New(cfg.Relay, kcfg, pool, log, reg, cfg.KafkaOpts...)

@@ -42,6 +42,8 @@ type Spec struct {
 
 // Deps is what Build gets.
 type Deps struct {
+	// Ctx lives as long as the process serves.
+	Ctx    context.Context
 	Env    *config.Env
 	Kafka  kafka.Config
 	Log    *slog.Logger
@@ -101,7 +103,7 @@ func run(ctx context.Context, spec Spec, env *config.Env, common config.Common, 
 		checks["kafka"] = func(ctx context.Context) error { return kafka.Ping(ctx, probe) }
 	}
 	ecshttp.MountOps(e, reg, checks)
-	svcs, err := spec.Build(Deps{Env: env, Kafka: kcfg, Log: log, Pool: pool, Reg: reg, Engine: e})
+	svcs, err := spec.Build(Deps{Ctx: ctx, Env: env, Kafka: kcfg, Log: log, Pool: pool, Reg: reg, Engine: e})
 	if err != nil {
 		return err
 	}
