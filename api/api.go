@@ -88,6 +88,7 @@ type API struct {
 	deliveries *delivery.Store
 	log        *slog.Logger
 	authn      *authenticator
+	pool       *pgxpool.Pool
 }
 
 // New returns the API. ctx bounds background work (JWKS refreshes).
@@ -100,7 +101,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, ob *outbox.Store, 
 	if err != nil {
 		return nil, err
 	}
-	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn}, nil
+	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn, pool: pool}, nil
 }
 
 // routes adds the /v1 routes to e, each with the scope it needs.
@@ -129,6 +130,7 @@ func (a *API) routes(e *gin.Engine) {
 	v1.POST("/api-keys", admin, a.createAPIKey)
 	v1.GET("/api-keys", admin, a.listAPIKeys)
 	v1.DELETE("/api-keys/:id", admin, a.revokeAPIKey)
+	v1.GET("/audit", admin, a.listAudit)
 }
 
 // decode reads one JSON object into dst: bounded in size, unknown fields

@@ -34,6 +34,9 @@ var q struct {
 	FindAPIKey   string `sql:"find_api_key"`
 	ListAPIKeys  string `sql:"list_api_keys"`
 	RevokeAPIKey string `sql:"revoke_api_key"`
+	GetAPIKey    string `sql:"get_api_key"`
+	InsertAudit  string `sql:"insert_audit"`
+	ListAudit    string `sql:"list_audit"`
 }
 
 func init() { db.MustLoadQueries(queriesSQL, &q) }
@@ -277,7 +280,15 @@ func (a *API) createAPIKey(c *gin.Context) {
 	key := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
 	sum := sha256.Sum256([]byte(key))
 	k := APIKey{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Prefix: key[:len(APIKeyPrefix)+6], Key: key, Scopes: slices.Compact(slices.Sorted(slices.Values(req.Scopes))), ExpiresAt: req.ExpiresAt}
-	if err := a.authn.pool.QueryRow(c, q.CreateAPIKey, k.ID, k.Name, k.Prefix, sum[:], k.Scopes, k.ExpiresAt).Scan(&k.CreatedAt); err != nil {
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		if err := tx.QueryRow(c, q.CreateAPIKey, k.ID, k.Name, k.Prefix, sum[:], k.Scopes, k.ExpiresAt).Scan(&k.CreatedAt); err != nil {
+			return audit{}, err
+		}
+		shown := k
+		shown.Key = "" // never audited
+		return audit{action: "api_key.create", resourceType: "api_key", resourceID: k.ID.String(), after: shown}, nil
+	})
+	if err != nil {
 		a.internal(c, err)
 		return
 	}
@@ -285,11 +296,8 @@ func (a *API) createAPIKey(c *gin.Context) {
 }
 
 func (a *API) listAPIKeys(c *gin.Context) {
-	rows, _ := a.authn.pool.Query(c, q.ListAPIKeys)
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) {
-		var k APIKey
-		return k, r.Scan(&k.ID, &k.Name, &k.Prefix, &k.Scopes, &k.CreatedAt, &k.ExpiresAt, &k.RevokedAt)
-	})
+	rows, _ := a.pool.Query(c, q.ListAPIKeys)
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) { return scanAPIKey(r) })
 	if err != nil {
 		a.internal(c, err)
 		return
@@ -302,8 +310,18 @@ func (a *API) revokeAPIKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var got uuid.UUID
-	err := a.authn.pool.QueryRow(c, q.RevokeAPIKey, id).Scan(&got)
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		before, err := scanAPIKey(tx.QueryRow(c, q.GetAPIKey, id))
+		if err != nil {
+			return audit{}, err
+		}
+		var got uuid.UUID
+		if err := tx.QueryRow(c, q.RevokeAPIKey, id).Scan(&got); err != nil {
+			return audit{}, err
+		}
+		after, err := scanAPIKey(tx.QueryRow(c, q.GetAPIKey, id))
+		return audit{action: "api_key.revoke", resourceType: "api_key", resourceID: id.String(), before: before, after: after}, err
+	})
 	if db.IsNoRows(err) {
 		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no API key "+id.String()))
 		return
@@ -313,4 +331,9 @@ func (a *API) revokeAPIKey(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+func scanAPIKey(r pgx.Row) (APIKey, error) {
+	var k APIKey
+	return k, r.Scan(&k.ID, &k.Name, &k.Prefix, &k.Scopes, &k.CreatedAt, &k.ExpiresAt, &k.RevokedAt)
 }

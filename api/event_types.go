@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventconfigservice/ecs/outbox"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
@@ -44,7 +45,12 @@ func (a *API) createEventType(c *gin.Context) {
 	if !a.checkSpec(c, spec) {
 		return
 	}
-	et, err := a.outbox.CreateEventType(c, req.Name, spec)
+	var et outbox.EventType
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		var err error
+		et, err = a.outbox.Tx(tx).CreateEventType(c, req.Name, spec)
+		return audit{action: "event_type.create", resourceType: "event_type", resourceID: req.Name, after: et}, err
+	})
 	if errors.Is(err, outbox.ErrEventTypeExists) {
 		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusConflict, "event-type-exists", "event type "+req.Name+" already exists"))
 		return
@@ -204,7 +210,7 @@ func (a *API) patchEventType(c *gin.Context) {
 		return
 	}
 	// Update only the version read above, so a concurrent change is not lost.
-	a.updateEventType(c, name, spec, cur.Version, http.StatusOK)
+	a.updateEventType(c, cur, spec, "event_type.update", http.StatusOK)
 }
 
 // archiveEventType (DELETE) archives: new events are refused, history stays.
@@ -220,11 +226,18 @@ func (a *API) archiveEventType(c *gin.Context) {
 		return
 	}
 	spec := outbox.EventTypeSpec{Description: cur.Description, Schema: cur.Schema, Examples: cur.Examples, Enabled: cur.Enabled, Archived: true}
-	a.updateEventType(c, name, spec, cur.Version, http.StatusNoContent)
+	a.updateEventType(c, cur, spec, "event_type.archive", http.StatusNoContent)
 }
 
-func (a *API) updateEventType(c *gin.Context, name string, spec outbox.EventTypeSpec, version, status int) {
-	et, err := a.outbox.UpdateEventType(c, name, spec, &version)
+// updateEventType writes spec over cur, only if cur is still the current version.
+func (a *API) updateEventType(c *gin.Context, cur outbox.EventType, spec outbox.EventTypeSpec, action string, status int) {
+	name := cur.Name
+	var et outbox.EventType
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		var err error
+		et, err = a.outbox.Tx(tx).UpdateEventType(c, name, spec, &cur.Version)
+		return audit{action: action, resourceType: "event_type", resourceID: name, before: cur, after: et}, err
+	})
 	if errors.Is(err, outbox.ErrVersionMismatch) {
 		a.preconditionFailed(c, -1)
 		return

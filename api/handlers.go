@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/signature"
@@ -86,8 +87,15 @@ func (a *API) createSubscription(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	sub, err := a.deliveries.CreateSubscription(c, delivery.Subscription{
-		ID: id, URL: req.URL, EventTypes: types, Description: req.Description, Secret: secret,
+	var sub delivery.Subscription
+	err = a.change(c, func(tx pgx.Tx) (audit, error) {
+		var err error
+		sub, err = a.deliveries.Tx(tx).CreateSubscription(c, delivery.Subscription{
+			ID: id, URL: req.URL, EventTypes: types, Description: req.Description, Secret: secret,
+		})
+		shown := sub
+		shown.Secret = "" // never audited
+		return audit{action: "subscription.create", resourceType: "subscription", resourceID: id.String(), after: shown}, err
 	})
 	if err != nil {
 		a.internal(c, err)
@@ -124,7 +132,16 @@ func (a *API) deleteSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := a.deliveries.DeleteSubscription(c, id); err != nil {
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		store := a.deliveries.Tx(tx)
+		before, err := store.GetSubscription(c, id) // carries no secret
+		if err != nil {
+			return audit{}, err
+		}
+		return audit{action: "subscription.delete", resourceType: "subscription", resourceID: id.String(), before: before},
+			store.DeleteSubscription(c, id)
+	})
+	if err != nil {
 		a.fail(c, err, "subscription "+id.String())
 		return
 	}

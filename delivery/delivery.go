@@ -25,7 +25,6 @@ var q struct {
 	ListSubscriptions   string `sql:"list_subscriptions"`
 	GetSubscription     string `sql:"get_subscription"`
 	DeleteSubscription  string `sql:"delete_subscription"`
-	SubscriptionExists  string `sql:"subscription_exists"`
 	ListDeliveries      string `sql:"list_deliveries"`
 	GetDelivery         string `sql:"get_delivery"`
 	RetryDelivery       string `sql:"retry_delivery"`
@@ -111,16 +110,20 @@ type SubscriptionState struct {
 
 // Store reads and writes subscriptions and the delivery log.
 type Store struct {
-	pool *pgxpool.Pool
+	x db.Executor // the pool, or a caller's transaction (Tx)
 }
 
 // NewStore returns a Store.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{x: pool} }
+
+// Tx returns a store that runs in tx, so a caller can commit its writes with
+// its own (the audit log).
+func (s *Store) Tx(tx pgx.Tx) *Store { return &Store{x: tx} }
 
 // CreateSubscription stores sub (ID, URL, EventTypes, Description, Secret set by
 // the caller) and fills CreatedAt.
 func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	err := s.pool.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret).
+	err := s.x.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret).
 		Scan(&sub.CreatedAt)
 	if err != nil {
 		return Subscription{}, fmt.Errorf("delivery: create subscription: %w", err)
@@ -136,7 +139,7 @@ func scanSubscription(r pgx.Row) (Subscription, error) {
 
 // ListSubscriptions returns live subscriptions, without secrets.
 func (s *Store) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
-	rows, _ := s.pool.Query(ctx, q.ListSubscriptions)
+	rows, _ := s.x.Query(ctx, q.ListSubscriptions)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSubscription(r) })
 	if err != nil {
 		return nil, fmt.Errorf("delivery: list subscriptions: %w", err)
@@ -146,7 +149,7 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
 
 // GetSubscription returns one live subscription, without its secret.
 func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (Subscription, error) {
-	sub, err := scanSubscription(s.pool.QueryRow(ctx, q.GetSubscription, id))
+	sub, err := scanSubscription(s.x.QueryRow(ctx, q.GetSubscription, id))
 	if db.IsNoRows(err) {
 		return Subscription{}, ErrNotFound
 	}
@@ -158,23 +161,12 @@ func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (Subscription
 
 // DeleteSubscription stops deliveries to id and cancels its pending ones.
 func (s *Store) DeleteSubscription(ctx context.Context, id uuid.UUID) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
+	var deleted int
+	if err := s.x.QueryRow(ctx, q.DeleteSubscription, id).Scan(&deleted); err != nil {
 		return fmt.Errorf("delivery: delete subscription: %w", err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	var exists bool
-	if err := tx.QueryRow(ctx, q.SubscriptionExists, id).Scan(&exists); err != nil {
-		return fmt.Errorf("delivery: delete subscription: %w", err)
-	}
-	if !exists {
+	if deleted == 0 {
 		return ErrNotFound
-	}
-	if _, err := tx.Exec(ctx, q.DeleteSubscription, id); err != nil {
-		return fmt.Errorf("delivery: delete subscription: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("delivery: delete subscription: %w", err)
 	}
 	return nil
 }
@@ -205,7 +197,7 @@ func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, bool,
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	rows, _ := s.pool.Query(ctx, q.ListDeliveries, f.EventID, f.SubscriptionID, f.Status, f.Since, f.Until, f.Before, f.Limit+1)
+	rows, _ := s.x.Query(ctx, q.ListDeliveries, f.EventID, f.SubscriptionID, f.Status, f.Since, f.Until, f.Before, f.Limit+1)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
 	if err != nil {
 		return nil, false, fmt.Errorf("delivery: list deliveries: %w", err)
@@ -222,7 +214,7 @@ func (s *Store) ListDeliveries(ctx context.Context, f Filter) ([]Delivery, bool,
 
 // GetDelivery returns one delivery with every attempt.
 func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
-	d, err := scanDelivery(s.pool.QueryRow(ctx, q.GetDelivery, id))
+	d, err := scanDelivery(s.x.QueryRow(ctx, q.GetDelivery, id))
 	if db.IsNoRows(err) {
 		return Delivery{}, ErrNotFound
 	}
@@ -240,7 +232,7 @@ func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (Delivery, error)
 // its retry) due now: one more attempt, with the same webhook-id.
 func (s *Store) RetryDelivery(ctx context.Context, id uuid.UUID) (Delivery, error) {
 	var got uuid.UUID
-	err := s.pool.QueryRow(ctx, q.RetryDelivery, id).Scan(&got)
+	err := s.x.QueryRow(ctx, q.RetryDelivery, id).Scan(&got)
 	if db.IsNoRows(err) {
 		if _, gerr := s.GetDelivery(ctx, id); gerr != nil {
 			return Delivery{}, gerr
@@ -264,7 +256,7 @@ func (s *Store) attachAttempts(ctx context.Context, out []Delivery) error {
 		ids[i] = out[i].ID
 		byID[out[i].ID] = &out[i]
 	}
-	rows, _ := s.pool.Query(ctx, q.ListAttempts, ids)
+	rows, _ := s.x.Query(ctx, q.ListAttempts, ids)
 	var (
 		did       uuid.UUID
 		a         Attempt
@@ -285,7 +277,7 @@ func (s *Store) attachAttempts(ctx context.Context, out []Delivery) error {
 
 // EventStates returns, per subscription the event matches, its delivery state.
 func (s *Store) EventStates(ctx context.Context, eventID uuid.UUID) ([]SubscriptionState, error) {
-	rows, _ := s.pool.Query(ctx, q.EventDeliveryStates, eventID)
+	rows, _ := s.x.Query(ctx, q.EventDeliveryStates, eventID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SubscriptionState, error) {
 		var st SubscriptionState
 		var status *string

@@ -14,15 +14,15 @@ SELECT id, url, event_types, description, created_at
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: delete_subscription
--- Soft delete: the delivery log keeps its history; pending deliveries are cancelled.
+-- Soft delete: the delivery log keeps its history; pending deliveries are
+-- cancelled. Answers how many subscriptions it deleted (0 or 1).
 WITH s AS (
     UPDATE subscriptions SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id
+), d AS (
+    UPDATE deliveries SET status = 'cancelled', owner = NULL, updated_at = now()
+    WHERE subscription_id IN (SELECT id FROM s) AND status = 'pending'
 )
-UPDATE deliveries d SET status = 'cancelled', owner = NULL, updated_at = now()
-FROM s WHERE d.subscription_id = s.id AND d.status = 'pending';
-
--- name: subscription_exists
-SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL);
+SELECT count(*) FROM s;
 
 -- name: list_deliveries
 -- Newest first by time-ordered id; $6 is the last id of the previous page.

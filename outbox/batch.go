@@ -223,7 +223,7 @@ func (s *Store) writeBatch(ctx context.Context, evs []NewEvent, data [][]byte, r
 	storedHash := map[string][]byte{}
 	var k string
 	var h []byte
-	rows, _ := s.pool.Query(ctx, q.GetIdempotentMany, taken)
+	rows, _ := s.x.Query(ctx, q.GetIdempotentMany, taken)
 	for rows.Next() {
 		ev, err := scanEvent(rows, &k, &h)
 		if err != nil {

@@ -126,7 +126,7 @@ func schemaParam(s json.RawMessage) any {
 
 // CreateEventType adds name to the catalog. Call CheckSpec first.
 func (s *Store) CreateEventType(ctx context.Context, name string, spec EventTypeSpec) (EventType, error) {
-	et, err := scanEventType(s.pool.QueryRow(ctx, q.CreateEventType, name, spec.Description, s.topic(name),
+	et, err := scanEventType(s.x.QueryRow(ctx, q.CreateEventType, name, spec.Description, s.topic(name),
 		schemaParam(spec.Schema), examplesJSON(spec.Examples), spec.Enabled))
 	if db.IsCode(err, db.CodeUniqueViolation) {
 		return EventType{}, fmt.Errorf("%w: %s", ErrEventTypeExists, name)
@@ -139,7 +139,7 @@ func (s *Store) CreateEventType(ctx context.Context, name string, spec EventType
 
 // GetEventType returns one event type.
 func (s *Store) GetEventType(ctx context.Context, name string) (EventType, error) {
-	et, err := scanEventType(s.pool.QueryRow(ctx, q.GetEventType, name))
+	et, err := scanEventType(s.x.QueryRow(ctx, q.GetEventType, name))
 	if db.IsNoRows(err) {
 		return EventType{}, ErrNotFound
 	}
@@ -155,7 +155,7 @@ func (s *Store) ListEventTypes(ctx context.Context, after string, limit int, inc
 	if limit <= 0 || limit > MaxPageSize {
 		limit = DefaultPageSize
 	}
-	rows, _ := s.pool.Query(ctx, q.ListEventTypes, after, includeArchived, limit+1)
+	rows, _ := s.x.Query(ctx, q.ListEventTypes, after, includeArchived, limit+1)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventType, error) { return scanEventType(r) })
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: list event types: %w", err)
@@ -169,7 +169,7 @@ func (s *Store) ListEventTypes(ctx context.Context, after string, limit int, inc
 
 // EventTypesNamed returns the event types among names that exist, by name.
 func (s *Store) EventTypesNamed(ctx context.Context, names []string) (map[string]EventType, error) {
-	rows, _ := s.pool.Query(ctx, q.EventTypesNamed, names)
+	rows, _ := s.x.Query(ctx, q.EventTypesNamed, names)
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EventType, error) { return scanEventType(r) })
 	if err != nil {
 		return nil, fmt.Errorf("outbox: event types: %w", err)
@@ -184,7 +184,7 @@ func (s *Store) EventTypesNamed(ctx context.Context, names []string) (map[string
 // UpdateEventType replaces the settable fields of name. ifVersion, when not
 // nil, must be the current version (optimistic concurrency).
 func (s *Store) UpdateEventType(ctx context.Context, name string, spec EventTypeSpec, ifVersion *int) (EventType, error) {
-	et, err := scanEventType(s.pool.QueryRow(ctx, q.UpdateEventType, name, spec.Description, schemaParam(spec.Schema),
+	et, err := scanEventType(s.x.QueryRow(ctx, q.UpdateEventType, name, spec.Description, schemaParam(spec.Schema),
 		examplesJSON(spec.Examples), spec.Enabled, spec.Archived, ifVersion))
 	if db.IsNoRows(err) {
 		if _, gerr := s.GetEventType(ctx, name); gerr != nil {

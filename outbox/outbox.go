@@ -98,13 +98,22 @@ func ValidEventTypeName(name string) bool {
 // Store reads and writes the catalog and the outbox.
 type Store struct {
 	pool  *pgxpool.Pool
+	x     db.Executor // the pool, or a caller's transaction (Tx)
 	topic func(eventType string) string
-	cat   catalog
+	cat   *catalog
 }
 
 // NewStore uses topic to name the Kafka topic of a new event type.
 func NewStore(pool *pgxpool.Pool, topic func(eventType string) string) *Store {
-	return &Store{pool: pool, topic: topic}
+	return &Store{pool: pool, x: pool, topic: topic, cat: &catalog{}}
+}
+
+// Tx returns a store whose catalog reads and writes run in tx, so a caller can
+// commit them with its own writes (the audit log). Publish always runs on its own.
+func (s *Store) Tx(tx pgx.Tx) *Store {
+	c := *s
+	c.x = tx
+	return &c
 }
 
 // Publish stores ev and its outbox row in one transaction. With an idempotency
@@ -207,7 +216,7 @@ func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, versio
 // replay answers a repeated idempotency key with the event the key created.
 func (s *Store) replay(ctx context.Context, idemKey string, hash []byte) (Event, bool, error) {
 	var stored []byte
-	ev, err := scanEvent(s.pool.QueryRow(ctx, q.GetIdempotent, idemKey), &stored)
+	ev, err := scanEvent(s.x.QueryRow(ctx, q.GetIdempotent, idemKey), &stored)
 	if err != nil {
 		return Event{}, false, fmt.Errorf("outbox: read idempotency record: %w", err)
 	}
@@ -239,7 +248,7 @@ func scanEvent(row pgx.Row, pre ...any) (Event, error) {
 
 // GetEvent returns one event.
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
-	ev, err := scanEvent(s.pool.QueryRow(ctx, q.GetEvent, id))
+	ev, err := scanEvent(s.x.QueryRow(ctx, q.GetEvent, id))
 	if db.IsNoRows(err) {
 		return Event{}, ErrNotFound
 	}
@@ -298,7 +307,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, bool, e
 	if f.Limit <= 0 || f.Limit > MaxPageSize {
 		f.Limit = DefaultPageSize
 	}
-	rows, _ := s.pool.Query(ctx, q.ListEvents, f.Type, f.Key, f.Since, f.Until, f.Before, f.Limit+1)
+	rows, _ := s.x.Query(ctx, q.ListEvents, f.Type, f.Key, f.Since, f.Until, f.Before, f.Limit+1)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) { return scanEvent(r) })
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: list events: %w", err)
