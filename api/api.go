@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,6 +36,13 @@ type Config struct {
 	JWTJWKSURL     string
 	JWTIssuer      string
 	JWTAudience    string
+	// AllowHTTPURLs accepts http:// subscription URLs; off, https is required
+	// (ECS_API_ALLOW_HTTP_URLS, default false; the dev app turns it on).
+	AllowHTTPURLs bool
+	// SecretOverlap is how long a rotated-out secret keeps signing beside the
+	// new one unless the request says otherwise
+	// (ECS_API_SECRET_ROTATION_OVERLAP, default 24h).
+	SecretOverlap time.Duration
 	// MaxBodyBytes bounds a request body (ECS_API_MAX_BODY_BYTES, default 1 MiB).
 	MaxBodyBytes int64
 	// MaxBatchBytes bounds a POST /v1/events:batch body
@@ -49,6 +57,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 16 << 20
+	}
+	if c.SecretOverlap == 0 {
+		c.SecretOverlap = 24 * time.Hour
 	}
 	return c
 }
@@ -116,7 +127,9 @@ func (a *API) routes(e *gin.Engine) {
 	v1.POST("/subscriptions", cw, a.createSubscription)
 	v1.GET("/subscriptions", cr, a.listSubscriptions)
 	v1.GET("/subscriptions/:id", cr, a.getSubscription)
+	v1.PATCH("/subscriptions/:id", cw, a.patchSubscription)
 	v1.DELETE("/subscriptions/:id", cw, a.deleteSubscription)
+	v1.POST(`/subscriptions/:id/secret\:rotate`, cw, a.rotateSecret)
 	ew, er := need(ScopeEventsWrite), need(ScopeEventsRead)
 	v1.POST("/events", ew, a.publishEvent)
 	v1.POST(`/events\:batch`, ew, a.publishBatch) // gin: "\:" is a literal colon
@@ -232,5 +245,7 @@ func LoadConfig(e *config.Env) Config {
 		JWTJWKSURL:     e.String("ECS_API_JWT_JWKS_URL", ""),
 		JWTIssuer:      e.String("ECS_API_JWT_ISSUER", ""),
 		JWTAudience:    e.String("ECS_API_JWT_AUDIENCE", ""),
+		AllowHTTPURLs:  e.String("ECS_API_ALLOW_HTTP_URLS", "false") == "true",
+		SecretOverlap:  e.Duration("ECS_API_SECRET_ROTATION_OVERLAP", 24*time.Hour),
 	}
 }

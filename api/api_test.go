@@ -157,7 +157,7 @@ func TestSubscriptionLifecycleKeepsTheSecretPrivate(t *testing.T) {
 		require.NotContains(t, got.raw, "whsec_", path)
 	}
 	given := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	r2 := b.do(t, "POST", "/v1/subscriptions", `{"url":"http://localhost:9/b","event_types":["order.created"],"secret":"`+given+`"}`)
+	r2 := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://localhost:9/b","event_types":["order.created"],"secret":"`+given+`"}`)
 	require.Equal(t, 201, r2.code)
 	require.Equal(t, given, r2.body["secret"])
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
@@ -16,7 +15,7 @@ import (
 
 // AuditEntry is one recorded change.
 type AuditEntry struct {
-	ID           uuid.UUID       `json:"id"`
+	ID           int64           `json:"id"`
 	At           time.Time       `json:"at"`
 	Actor        string          `json:"actor"`
 	Action       string          `json:"action"`
@@ -73,7 +72,7 @@ func (a *API) audit(c *gin.Context, tx pgx.Tx, au audit) error {
 func (a *API) listAudit(c *gin.Context) {
 	qp := &query{c: c}
 	actor, action, rtype, rid := qp.str("actor"), qp.str("action"), qp.str("resource_type"), qp.str("resource_id")
-	since, until, before, limit := qp.time("since"), qp.time("until"), qp.cursor(), qp.limit()
+	since, until, before, limit := qp.time("since"), qp.time("until"), qp.seqCursor(), qp.limit()
 	if !qp.ok() {
 		return
 	}
@@ -95,7 +94,7 @@ func (a *API) listAudit(c *gin.Context) {
 	}
 	if len(out) > limit {
 		p.Data = out[:limit]
-		p.NextCursor = idCursor(out[limit-1].ID)
+		p.NextCursor = seqCursor(out[limit-1].ID)
 	}
 	c.JSON(http.StatusOK, p)
 }

@@ -33,6 +33,6 @@ WHERE ($1::text IS NULL OR actor = $1)
   AND ($4::text IS NULL OR resource_id = $4)
   AND ($5::timestamptz IS NULL OR at >= $5)
   AND ($6::timestamptz IS NULL OR at < $6)
-  AND ($7::uuid IS NULL OR id < $7)
+  AND ($7::bigint IS NULL OR id < $7)
 ORDER BY id DESC
 LIMIT $8;

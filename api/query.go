@@ -95,3 +95,23 @@ func (q *query) ok() bool {
 }
 
 func idCursor(id uuid.UUID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// seqCursor reads a cursor this API returned for a sequence-ordered list.
+func (q *query) seqCursor() *int64 {
+	v := q.c.Query("cursor")
+	if v == "" {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err == nil {
+		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+			return &n
+		}
+	}
+	q.bad("cursor", "is not a cursor this API returned")
+	return nil
+}
+
+func seqCursor(n int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
+}

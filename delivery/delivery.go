@@ -22,6 +22,8 @@ var queriesSQL string
 
 var q struct {
 	CreateSubscription  string `sql:"create_subscription"`
+	UpdateSubscription  string `sql:"update_subscription"`
+	RotateSecret        string `sql:"rotate_secret"`
 	ListSubscriptions   string `sql:"list_subscriptions"`
 	GetSubscription     string `sql:"get_subscription"`
 	DeleteSubscription  string `sql:"delete_subscription"`
@@ -59,15 +61,36 @@ func ValidStatus(s string) bool {
 	return false
 }
 
+// Subscription states.
+const (
+	StateActive   = "active"   // deliveries are made
+	StatePaused   = "paused"   // deliveries accumulate and are made on resume
+	StateDisabled = "disabled" // no deliveries are created; DisabledReason says why
+)
+
 // Subscription is one webhook endpoint and the event types it wants.
 type Subscription struct {
-	ID          uuid.UUID `json:"id"`
-	URL         string    `json:"url"`
-	EventTypes  []string  `json:"event_types"`
-	Description string    `json:"description"`
-	// Secret is only returned when the subscription is created.
-	Secret    string    `json:"secret,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID  uuid.UUID `json:"id"`
+	URL string    `json:"url"`
+	// EventTypes are exact names, "prefix.*" (every type under prefix) or "*".
+	EventTypes  []string `json:"event_types"`
+	Description string   `json:"description"`
+	// Secret is only returned when the subscription is created or its secret
+	// rotated.
+	Secret         string            `json:"secret,omitempty"`
+	State          string            `json:"state"`
+	DisabledReason *string           `json:"disabled_reason,omitempty"`
+	Metadata       map[string]string `json:"metadata"`
+	// Headers are added to every request (they cannot replace the signature
+	// headers).
+	Headers   map[string]string `json:"headers"`
+	TimeoutMS *int              `json:"timeout_ms"`
+	// PreviousSecretUntil, during a rotation, is when the old secret stops
+	// signing beside the new one.
+	PreviousSecretUntil *time.Time `json:"previous_secret_until,omitempty"`
+	Version             int        `json:"version"`
+	CreatedAt           time.Time  `json:"created_at"`
+	UpdatedAt           time.Time  `json:"updated_at"`
 }
 
 // Attempt is one HTTP try.
@@ -120,20 +143,36 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{x: pool} }
 // its own (the audit log).
 func (s *Store) Tx(tx pgx.Tx) *Store { return &Store{x: tx} }
 
-// CreateSubscription stores sub (ID, URL, EventTypes, Description, Secret set by
-// the caller) and fills CreatedAt.
+// CreateSubscription stores sub (everything but Version and the times set by
+// the caller; Secret required; State defaults to active).
 func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	err := s.x.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret).
-		Scan(&sub.CreatedAt)
+	secret := sub.Secret
+	if sub.State == "" {
+		sub.State = StateActive
+	}
+	out, err := scanSubscription(s.x.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret,
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS))
 	if err != nil {
 		return Subscription{}, fmt.Errorf("delivery: create subscription: %w", err)
 	}
-	return sub, nil
+	out.Secret = secret
+	return out, nil
+}
+
+func mapOrEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func scanSubscription(r pgx.Row) (Subscription, error) {
 	var sub Subscription
-	err := r.Scan(&sub.ID, &sub.URL, &sub.EventTypes, &sub.Description, &sub.CreatedAt)
+	err := r.Scan(&sub.ID, &sub.URL, &sub.EventTypes, &sub.Description, &sub.State, &sub.DisabledReason, &sub.Metadata, &sub.Headers,
+		&sub.TimeoutMS, &sub.PreviousSecretUntil, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt)
+	if sub.PreviousSecretUntil != nil && sub.PreviousSecretUntil.Before(time.Now()) {
+		sub.PreviousSecretUntil = nil
+	}
 	return sub, err
 }
 
@@ -157,6 +196,40 @@ func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (Subscription
 		return Subscription{}, fmt.Errorf("delivery: get subscription: %w", err)
 	}
 	return sub, nil
+}
+
+// ErrVersionMismatch means the subscription changed since the caller read it.
+var ErrVersionMismatch = errors.New("subscription was changed since it was read")
+
+// UpdateSubscription writes sub's settable fields if the subscription is still
+// at version.
+func (s *Store) UpdateSubscription(ctx context.Context, sub Subscription, version int) (Subscription, error) {
+	out, err := scanSubscription(s.x.QueryRow(ctx, q.UpdateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description,
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version))
+	if db.IsNoRows(err) {
+		if _, gerr := s.GetSubscription(ctx, sub.ID); gerr != nil {
+			return Subscription{}, gerr
+		}
+		return Subscription{}, ErrVersionMismatch
+	}
+	if err != nil {
+		return Subscription{}, fmt.Errorf("delivery: update subscription: %w", err)
+	}
+	return out, nil
+}
+
+// RotateSecret makes secret the signing secret; the old one keeps signing
+// beside it until overlapUntil.
+func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, overlapUntil time.Time) (Subscription, error) {
+	out, err := scanSubscription(s.x.QueryRow(ctx, q.RotateSecret, id, secret, overlapUntil))
+	if db.IsNoRows(err) {
+		return Subscription{}, ErrNotFound
+	}
+	if err != nil {
+		return Subscription{}, fmt.Errorf("delivery: rotate secret: %w", err)
+	}
+	out.Secret = secret
+	return out, nil
 }
 
 // DeleteSubscription stops deliveries to id and cancels its pending ones.

@@ -1,17 +1,37 @@
 -- Queries of package delivery: subscriptions and the delivery log.
 
 -- name: create_subscription
-INSERT INTO subscriptions (id, url, event_types, description, secret)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING created_at;
+INSERT INTO subscriptions (id, url, event_types, description, secret, state, disabled_reason, metadata, headers, timeout_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
+          previous_secret_until, version, created_at, updated_at;
 
 -- name: list_subscriptions
-SELECT id, url, event_types, description, created_at
+SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
+       previous_secret_until, version, created_at, updated_at
 FROM subscriptions WHERE deleted_at IS NULL ORDER BY id;
 
 -- name: get_subscription
-SELECT id, url, event_types, description, created_at
+SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
+       previous_secret_until, version, created_at, updated_at
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: update_subscription
+-- $11 is the version the caller read; every change bumps it.
+UPDATE subscriptions
+SET url = $2, event_types = $3, description = $4, state = $5, disabled_reason = $6,
+    metadata = $7, headers = $8, timeout_ms = $9, version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL AND version = $10
+RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
+          previous_secret_until, version, created_at, updated_at;
+
+-- name: rotate_secret
+-- The old secret keeps signing (beside the new one) until $3.
+UPDATE subscriptions
+SET previous_secret = secret, previous_secret_until = $3, secret = $2, version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
+          previous_secret_until, version, created_at, updated_at;
 
 -- name: delete_subscription
 -- Soft delete: the delivery log keeps its history; pending deliveries are
@@ -60,7 +80,7 @@ FROM delivery_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt
 -- since.
 SELECT s.id, s.url, d.id, d.status, d.attempts, d.next_attempt_at, d.last_error, d.updated_at
 FROM events e
-JOIN subscriptions s ON e.type = ANY (s.event_types) AND s.created_at <= e.created_at
+JOIN subscriptions s ON ecs_type_matches(e.type, s.event_types) AND s.created_at <= e.created_at
                     AND s.deleted_at IS NULL
 LEFT JOIN deliveries d ON d.subscription_id = s.id AND d.event_id = e.id
 WHERE e.id = $1

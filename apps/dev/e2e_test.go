@@ -62,7 +62,7 @@ func newHarness(t *testing.T) *harness {
 	suffix := hex.EncodeToString(b[:])
 	cfg := stackConfig{
 		HTTPAddr: "127.0.0.1:0",
-		API:      api.Config{Tokens: []string{testToken}},
+		API:      api.Config{Tokens: []string{testToken}, AllowHTTPURLs: true},
 		Relay:    relay.Config{PollInterval: 200 * time.Millisecond, LeaderRetry: 200 * time.Millisecond},
 		Worker: worker.Config{
 			Group:        "ecs-test-" + suffix,

@@ -75,6 +75,7 @@ func run() error {
 	}
 	cfg.API = api.LoadConfig(env)
 	cfg.API.Tokens = []string{token}
+	cfg.API.AllowHTTPURLs = true // local receivers, like the built-in /dev/inbox
 
 	var cleanups []func()
 	cleanup := func() {

@@ -55,8 +55,15 @@ type Request struct {
 	// ID is the webhook-id: the same on every retry, so subscribers can dedup.
 	ID   string
 	Body []byte
-	// Key is the subscription's signing key (signature.Key of its secret).
-	Key []byte
+	// Keys sign the request: the subscription's key (signature.Key of its
+	// secret), then, during a secret rotation, the previous one. Each gives one
+	// signature in webhook-signature.
+	Keys [][]byte
+	// Headers are the subscription's own; they cannot replace the signature
+	// headers or Content-Type, which are set after them.
+	Headers map[string]string
+	// Timeout bounds the attempt (0: Config.Timeout).
+	Timeout time.Duration
 }
 
 // Result is what one attempt did.
@@ -81,22 +88,20 @@ type Sender struct {
 func New(cfg Config) *Sender {
 	cfg = cfg.WithDefaults()
 	tr := &http.Transport{
-		Proxy:                 nil, // never route subscriber traffic through an environment proxy
-		DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   cfg.MaxConnsPerHost,
-		MaxConnsPerHost:       cfg.MaxConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: cfg.Timeout,
-		ForceAttemptHTTP2:     true,
+		Proxy:               nil, // never route subscriber traffic through an environment proxy
+		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: cfg.MaxConnsPerHost,
+		MaxConnsPerHost:     cfg.MaxConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}
 	return &Sender{
 		cfg: cfg,
 		now: time.Now,
 		client: &http.Client{
-			Transport: tr,
-			Timeout:   cfg.Timeout,
+			Transport: tr, // each request's context carries its timeout
 			// A redirect is answered as it is (a 3xx failure), never followed.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -106,15 +111,28 @@ func New(cfg Config) *Sender {
 // Send makes one attempt.
 func (s *Sender) Send(ctx context.Context, req Request) Result {
 	start := s.now()
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
 	if err != nil {
 		return Result{Err: fmt.Errorf("build request: %w", err)}
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, v)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("User-Agent", s.cfg.UserAgent)
 	hreq.Header.Set(signature.HeaderID, req.ID)
 	hreq.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
-	hreq.Header.Set(signature.HeaderSignature, signature.Sign(req.Key, req.ID, start, req.Body))
+	sigs := make([]string, len(req.Keys))
+	for i, k := range req.Keys {
+		sigs[i] = signature.Sign(k, req.ID, start, req.Body)
+	}
+	hreq.Header.Set(signature.HeaderSignature, strings.Join(sigs, " "))
 
 	resp, err := s.client.Do(hreq)
 	if err != nil {

@@ -63,7 +63,7 @@ func TestSend(t *testing.T) {
 			defer srv.Close()
 			s := New(Config{Timeout: 300 * time.Millisecond})
 			defer s.CloseIdle()
-			res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{"a":1}`), Key: key})
+			res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{"a":1}`), Keys: [][]byte{key}})
 			require.Equal(t, tt.wantCode, res.StatusCode)
 			require.Equal(t, tt.wantOK, res.Succeeded())
 			if tt.wantBody != "" {
@@ -74,4 +74,33 @@ func TestSend(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSendSignsWithEveryKeyAndAddsHeaders(t *testing.T) {
+	t.Parallel()
+	oldSecret, _ := signature.NewSecret()
+	newSecret, _ := signature.NewSecret()
+	oldKey, _ := signature.Key(oldSecret)
+	newKey, _ := signature.Key(newSecret)
+	got := make(chan *http.Request, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		for _, secret := range []string{oldSecret, newSecret} {
+			if err := signature.Verify(secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
+				r.Header.Get("webhook-signature"), body, time.Now(), time.Minute); err != nil {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+		}
+		got <- r
+	}))
+	defer srv.Close()
+	s := New(Config{})
+	defer s.CloseIdle()
+	res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{}`), Keys: [][]byte{newKey, oldKey},
+		Headers: map[string]string{"X-Tenant": "t1"}, Timeout: time.Second})
+	require.True(t, res.Succeeded(), "both secrets verify: %v", res.Err)
+	r := <-got
+	require.Equal(t, "t1", r.Header.Get("X-Tenant"))
+	require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 2)
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/platform/kafka"
 )
 
@@ -200,6 +200,7 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 		idx int
 	}
 	var jobs []created
+	var paused []uuid.UUID
 	b := &pgx.Batch{}
 	b.Queue(q.CreateDeliveries, ids, id)
 	if len(keys) > 0 {
@@ -213,19 +214,23 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 			return err
 		}
 		var (
-			did, sid, eid uuid.UUID
-			url, secret   string
+			did, sid, eid      uuid.UUID
+			url, secret, state string
+			previous           *string
+			headers            map[string]string
+			timeoutMS          *int
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret, &previous, &headers, &timeoutMS, &state}, func() error {
+			if state != delivery.StateActive {
+				paused = append(paused, did) // waits in PostgreSQL until resumed
+				return nil
+			}
 			r := recs[byEvent[eid]]
-			key, err := signature.Key(secret)
-			if err != nil {
+			j := job{deliveryID: did, subscriptionID: sid, eventID: eid, url: url, body: r.Value, orderKey: string(r.Key)}
+			if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
 				w.log.Error("subscription has an unusable secret", "subscription_id", sid, "error", err)
 			}
-			jobs = append(jobs, created{idx: byEvent[eid], job: job{
-				deliveryID: did, subscriptionID: sid, eventID: eid,
-				url: url, key: key, body: r.Value, orderKey: string(r.Key),
-			}})
+			jobs = append(jobs, created{idx: byEvent[eid], job: j})
 			return nil
 		}); err != nil {
 			return err
@@ -240,9 +245,9 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 	if err != nil {
 		return err
 	}
-	w.metrics.created.Add(float64(len(jobs)))
+	w.metrics.created.Add(float64(len(jobs) + len(paused)))
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].idx < jobs[b].idx })
-	var overflow []uuid.UUID
+	overflow := paused
 	for _, j := range jobs {
 		if !d.offer(j.job) {
 			overflow = append(overflow, j.deliveryID)

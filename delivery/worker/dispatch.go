@@ -15,6 +15,7 @@ import (
 
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/sender"
+	"github.com/eventconfigservice/ecs/delivery/signature"
 )
 
 // job is one attempt to make.
@@ -23,7 +24,9 @@ type job struct {
 	subscriptionID uuid.UUID
 	eventID        uuid.UUID
 	url            string
-	key            []byte // nil when the subscription's secret is unusable
+	keys           [][]byte // signing keys: current, then previous during a rotation; nil if unusable
+	headers        map[string]string
+	timeout        time.Duration
 	body           []byte
 	orderKey       string
 	attempts       int // attempts made before this one
@@ -150,10 +153,11 @@ func (d *dispatcher) attempt(j job) {
 	log := d.log.With("delivery_id", j.deliveryID, "event_id", j.eventID, "subscription_id", j.subscriptionID)
 	started := time.Now()
 	var res sender.Result
-	if j.key == nil {
+	if j.keys == nil {
 		res = sender.Result{Err: errors.New("subscription secret is unusable")}
 	} else {
-		res = w.sender.Send(d.ctx, sender.Request{URL: j.url, ID: j.eventID.String(), Body: j.body, Key: j.key})
+		res = w.sender.Send(d.ctx, sender.Request{URL: j.url, ID: j.eventID.String(), Body: j.body, Keys: j.keys,
+			Headers: j.headers, Timeout: j.timeout})
 	}
 	if d.ctx.Err() != nil {
 		return // hard stop mid-attempt: record nothing, as after a crash
@@ -278,4 +282,23 @@ func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
 		return false
 	}
 	return true
+}
+
+// subscriptionSettings are what a job needs of its subscription.
+func (j *job) setSubscription(secret string, previous *string, headers map[string]string, timeoutMS *int) error {
+	key, err := signature.Key(secret)
+	if err != nil {
+		return err
+	}
+	j.keys = [][]byte{key}
+	if previous != nil {
+		if old, err := signature.Key(*previous); err == nil {
+			j.keys = append(j.keys, old)
+		}
+	}
+	j.headers = headers
+	if timeoutMS != nil {
+		j.timeout = time.Duration(*timeoutMS) * time.Millisecond
+	}
+	return nil
 }

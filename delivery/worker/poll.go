@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/outbox"
 )
 
@@ -25,7 +24,7 @@ func (w *Worker) poll(ctx context.Context, id uuid.UUID, d *dispatcher, log *slo
 		}
 		d.retryLater(ctx)
 		for {
-			n, err := w.claim(ctx, id, d)
+			n, err := w.claim(ctx, id, d, log)
 			if err != nil {
 				if ctx.Err() == nil {
 					log.Warn("claiming due deliveries failed", "error", err)
@@ -39,11 +38,14 @@ func (w *Worker) poll(ctx context.Context, id uuid.UUID, d *dispatcher, log *slo
 	}
 }
 
-func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher) (int, error) {
+func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher, log *slog.Logger) (int, error) {
 	rows, _ := w.pool.Query(ctx, q.ClaimDue, id, w.cfg.StaleAfter.String(), w.cfg.ClaimBatch)
 	var (
 		j         job
 		secret    string
+		previous  *string
+		headers   map[string]string
+		timeoutMS *int
 		typ, data string
 		createdAt time.Time
 		deleted   bool
@@ -51,12 +53,14 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher) (int, e
 		cancelled []uuid.UUID
 	)
 	n, err := pgx.ForEachRow(rows, []any{&j.deliveryID, &j.subscriptionID, &j.eventID, &j.attempts, &j.url, &secret,
-		&typ, &j.orderKey, &data, &createdAt, &deleted}, func() error {
+		&previous, &headers, &timeoutMS, &typ, &j.orderKey, &data, &createdAt, &deleted}, func() error {
 		if deleted {
 			cancelled = append(cancelled, j.deliveryID)
 			return nil
 		}
-		j.key, _ = signature.Key(secret)
+		if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
+			log.Error("subscription has an unusable secret", "subscription_id", j.subscriptionID, "error", err)
+		}
 		j.body = outbox.WebhookBody(typ, createdAt, []byte(data))
 		jobs = append(jobs, j)
 		j = job{}

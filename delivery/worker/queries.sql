@@ -22,15 +22,18 @@ WITH ins AS (
     INSERT INTO deliveries (subscription_id, event_id, owner)
     SELECT s.id, e.id, $2
     FROM events e
-    JOIN subscriptions s ON e.type = ANY (s.event_types)
+    JOIN subscriptions s ON ecs_type_matches(e.type, s.event_types)
                         AND s.created_at <= e.created_at
                         AND s.deleted_at IS NULL
+                        AND s.state <> 'disabled'
     WHERE e.id = ANY ($1)
     ORDER BY e.id, s.id
     ON CONFLICT ON CONSTRAINT deliveries_dedup_key DO NOTHING
     RETURNING id, subscription_id, event_id
 )
-SELECT ins.id, ins.subscription_id, ins.event_id, s.url, s.secret
+SELECT ins.id, ins.subscription_id, ins.event_id, s.url, s.secret,
+       CASE WHEN s.previous_secret_until > now() THEN s.previous_secret END,
+       s.headers, s.timeout_ms, s.state
 FROM ins JOIN subscriptions s ON s.id = ins.subscription_id;
 
 -- name: release
@@ -40,7 +43,9 @@ WHERE id = ANY ($1) AND owner = $2 AND status = 'pending';
 
 -- name: claim_due
 -- Due deliveries nobody holds, or held by a worker whose heartbeat went stale
--- (it died holding them). SKIP LOCKED lets pollers of several workers run at once.
+-- (it died holding them), of active subscriptions (paused and disabled ones wait;
+-- deleted ones are claimed to be cancelled). SKIP LOCKED lets pollers of several
+-- workers run at once.
 WITH c AS (
     UPDATE deliveries d SET owner = $1, updated_at = now()
     FROM (
@@ -49,6 +54,8 @@ WITH c AS (
           AND (d2.owner IS NULL OR NOT EXISTS (
                 SELECT 1 FROM workers w
                 WHERE w.id = d2.owner AND w.heartbeat_at > now() - $2::interval))
+          AND EXISTS (SELECT 1 FROM subscriptions s
+                      WHERE s.id = d2.subscription_id AND (s.state = 'active' OR s.deleted_at IS NOT NULL))
         ORDER BY d2.next_attempt_at, d2.id
         LIMIT $3
         FOR UPDATE OF d2 SKIP LOCKED
@@ -57,6 +64,7 @@ WITH c AS (
     RETURNING d.id, d.subscription_id, d.event_id, d.attempts
 )
 SELECT c.id, c.subscription_id, c.event_id, c.attempts, s.url, s.secret,
+       CASE WHEN s.previous_secret_until > now() THEN s.previous_secret END, s.headers, s.timeout_ms,
        e.type, coalesce(e.key, e.id::text), e.data::text, e.created_at, s.deleted_at IS NOT NULL
 FROM c
 JOIN subscriptions s ON s.id = c.subscription_id

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -348,4 +349,89 @@ func TestWorkersShareTheGroupThroughRebalances(t *testing.T) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	require.Len(t, ep.ok, n)
+}
+
+func TestWorkerHoldsPausedAndSkipsDisabledSubscriptions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	paused := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	disabled := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	ps := b.subscribe(t, paused.srv.URL)
+	ds := b.subscribe(t, disabled.srv.URL)
+	ps.State = delivery.StatePaused
+	_, err := b.subs.UpdateSubscription(ctx, ps, ps.Version)
+	require.NoError(t, err)
+	reason := "retired"
+	ds.State, ds.DisabledReason = delivery.StateDisabled, &reason
+	_, err = b.subs.UpdateSubscription(ctx, ds, ds.Version)
+	require.NoError(t, err)
+	b.startWorker(t, worker.Config{})
+
+	var ids []uuid.UUID
+	for i := range 5 {
+		ids = append(ids, b.publish(t, "k"+strconv.Itoa(i), 1).ID)
+	}
+	for _, id := range ids {
+		require.Eventually(t, func() bool {
+			ds, _, _ := b.subs.ListDeliveries(ctx, delivery.Filter{EventID: &id})
+			return len(ds) == 1 && ds[0].Status == delivery.StatusPending
+		}, 10*time.Second, 10*time.Millisecond, "the paused subscription's delivery accumulates")
+	}
+	time.Sleep(300 * time.Millisecond) // several poll rounds: nothing may be sent while paused
+	require.Zero(t, paused.n.Load())
+
+	cur, err := b.subs.GetSubscription(ctx, ps.ID)
+	require.NoError(t, err)
+	cur.State = delivery.StateActive
+	_, err = b.subs.UpdateSubscription(ctx, cur, cur.Version)
+	require.NoError(t, err)
+	paused.await(t, 5, 20*time.Second)
+	require.Zero(t, disabled.n.Load(), "a disabled subscription gets no deliveries")
+	for _, id := range ids {
+		ds, _, err := b.subs.ListDeliveries(ctx, delivery.Filter{EventID: &id})
+		require.NoError(t, err)
+		require.Len(t, ds, 1, "none created for the disabled subscription")
+	}
+}
+
+func TestWorkerSendsHeadersWildcardsAndBothSecretsDuringRotation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	type seen struct {
+		tenant string
+		ok     int
+	}
+	got := make(chan seen, 10)
+	var secrets atomic.Pointer[[]string]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := make([]byte, r.ContentLength)
+		_, _ = io.ReadFull(r.Body, body)
+		n := 0
+		for _, s := range *secrets.Load() {
+			if signature.Verify(s, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), time.Minute) == nil {
+				n++
+			}
+		}
+		got <- seen{tenant: r.Header.Get("X-Tenant"), ok: n}
+	}))
+	t.Cleanup(srv.Close)
+	first, _ := signature.NewSecret()
+	sub, err := b.subs.CreateSubscription(ctx, delivery.Subscription{ID: uuid.Must(uuid.NewV7()), URL: srv.URL,
+		EventTypes: []string{"order.*"}, Secret: first, Headers: map[string]string{"X-Tenant": "t1"}})
+	require.NoError(t, err)
+	second, _ := signature.NewSecret()
+	_, err = b.subs.RotateSecret(ctx, sub.ID, second, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	secrets.Store(&[]string{first, second})
+	b.startWorker(t, worker.Config{})
+	b.publishType(t, "order.paid", "k", 1) // matched by order.*
+	select {
+	case s := <-got:
+		require.Equal(t, "t1", s.tenant)
+		require.Equal(t, 2, s.ok, "signed with the old and the new secret")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no delivery")
+	}
 }

@@ -1,7 +1,8 @@
 -- Every change made through the management API, written in the same
 -- transaction as the change. Secrets never reach it.
 CREATE TABLE audit_log (
-    id            uuid PRIMARY KEY DEFAULT ecs_uuidv7(),
+    -- A sequence, not a UUIDv7: entries of one millisecond keep their order.
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at            timestamptz NOT NULL DEFAULT now(),
     actor         text        NOT NULL,
     action        text        NOT NULL,

@@ -1,0 +1,87 @@
+package api_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSubscriptionSettingsAndValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, n := range []string{"order.created", "order.paid"} {
+		require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"`+n+`"}`).code)
+	}
+	r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.*"],
+		"metadata":{"team":"billing"},"headers":{"Authorization":"Bearer abc","X-Tenant":"t1"},"timeout_ms":5000,"state":"paused"}`)
+	require.Equal(t, 201, r.code, r.raw)
+	id := r.body["id"].(string)
+	require.Equal(t, `"1"`, r.header.Get("ETag"))
+	got := b.do(t, "GET", "/v1/subscriptions/"+id, "")
+	require.Equal(t, "paused", got.body["state"])
+	require.Equal(t, map[string]any{"team": "billing"}, got.body["metadata"])
+	require.Equal(t, "t1", got.body["headers"].(map[string]any)["X-Tenant"])
+	require.Equal(t, float64(5000), got.body["timeout_ms"])
+	require.Nil(t, got.body["secret"])
+
+	for name, tc := range map[string]struct{ body, field string }{
+		"plain http":        {`{"url":"http://hooks.example","event_types":["order.paid"]}`, "url"},
+		"bad wildcard":      {`{"url":"https://hooks.example","event_types":["order*"]}`, "event_types[0]"},
+		"unknown type":      {`{"url":"https://hooks.example","event_types":["order.refunded"]}`, "event_types[0]"},
+		"signature header":  {`{"url":"https://hooks.example","event_types":["*"],"headers":{"Webhook-Signature":"x"}}`, "headers.Webhook-Signature"},
+		"content type":      {`{"url":"https://hooks.example","event_types":["*"],"headers":{"Content-Type":"text/plain"}}`, "headers.Content-Type"},
+		"bad header name":   {`{"url":"https://hooks.example","event_types":["*"],"headers":{"X Bad":"x"}}`, "headers.X Bad"},
+		"timeout too short": {`{"url":"https://hooks.example","event_types":["*"],"timeout_ms":10}`, "timeout_ms"},
+		"bad state":         {`{"url":"https://hooks.example","event_types":["*"],"state":"sleeping"}`, "state"},
+	} {
+		r := b.do(t, "POST", "/v1/subscriptions", tc.body)
+		require.Equal(t, 422, r.code, name)
+		require.Equal(t, tc.field, fieldOf(r), name)
+	}
+
+	stale := b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"state":"active"}`, "If-Match", `"9"`)
+	require.Equal(t, 412, stale.code)
+	p := b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"state":"disabled","disabled_reason":"endpoint retired","timeout_ms":0}`, "If-Match", `"1"`)
+	require.Equal(t, 200, p.code, p.raw)
+	require.Equal(t, "disabled", p.body["state"])
+	require.Equal(t, "endpoint retired", p.body["disabled_reason"])
+	require.Nil(t, p.body["timeout_ms"])
+	require.Equal(t, `"2"`, p.header.Get("ETag"))
+	active := b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"state":"active","event_types":["order.paid","*"]}`)
+	require.Equal(t, 200, active.code)
+	require.Nil(t, active.body["disabled_reason"])
+	require.Equal(t, []any{"order.paid", "*"}, active.body["event_types"])
+	require.Equal(t, 422, b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"url":"ftp://x"}`).code)
+	require.Equal(t, 422, b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"secret":"whsec_x"}`).code, "the secret changes only by rotation")
+	require.Equal(t, 412, b.do(t, "DELETE", "/v1/subscriptions/"+id, "", "If-Match", `"1"`).code)
+}
+
+func TestSecretRotation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.created"}`).code)
+	r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.created"]}`)
+	id, first := r.body["id"].(string), r.body["secret"].(string)
+
+	rot := b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", `{"overlap_seconds":3600}`)
+	require.Equal(t, 200, rot.code, rot.raw)
+	second := rot.body["secret"].(string)
+	require.NotEqual(t, first, second)
+	until := mustTime(t, rot.body["previous_secret_until"])
+	require.WithinDuration(t, time.Now().Add(time.Hour), until, time.Minute)
+	got := b.do(t, "GET", "/v1/subscriptions/"+id, "")
+	require.NotContains(t, got.raw, second)
+	require.NotContains(t, got.raw, first)
+	require.NotNil(t, got.body["previous_secret_until"])
+
+	given := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	mine := b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", `{"secret":"`+given+`","overlap_seconds":0}`)
+	require.Equal(t, 200, mine.code)
+	require.Equal(t, given, mine.body["secret"])
+	require.Nil(t, mine.body["previous_secret_until"], "no overlap")
+	require.Equal(t, 200, b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", "").code, "a body is optional")
+	require.Equal(t, 422, b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", `{"overlap_seconds":-1}`).code)
+	require.Equal(t, 422, b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", `{"secret":"nope"}`).code)
+	require.Equal(t, 404, b.do(t, "POST", "/v1/subscriptions/01a21173-0000-7000-8000-00000000ffff/secret:rotate", "").code)
+}
