@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/config"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
@@ -100,6 +101,7 @@ type API struct {
 	log        *slog.Logger
 	authn      *authenticator
 	pool       *pgxpool.Pool
+	sender     *sender.Sender // for POST /v1/subscriptions/{id}/test
 }
 
 // New returns the API. ctx bounds background work (JWKS refreshes).
@@ -112,7 +114,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, ob *outbox.Store, 
 	if err != nil {
 		return nil, err
 	}
-	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn, pool: pool}, nil
+	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn, pool: pool,
+		sender: sender.New(sender.Config{})}, nil
 }
 
 // routes adds the /v1 routes to e, each with the scope it needs.
@@ -130,6 +133,8 @@ func (a *API) routes(e *gin.Engine) {
 	v1.PATCH("/subscriptions/:id", cw, a.patchSubscription)
 	v1.DELETE("/subscriptions/:id", cw, a.deleteSubscription)
 	v1.POST(`/subscriptions/:id/secret\:rotate`, cw, a.rotateSecret)
+	v1.POST("/subscriptions/:id/test", cw, a.testSubscription)
+	v1.POST("/subscriptions/:id", need(ScopeDeliveriesWrite), a.subscriptionAction)
 	ew, er := need(ScopeEventsWrite), need(ScopeEventsRead)
 	v1.POST("/events", ew, a.publishEvent)
 	v1.POST(`/events\:batch`, ew, a.publishBatch) // gin: "\:" is a literal colon
@@ -139,6 +144,7 @@ func (a *API) routes(e *gin.Engine) {
 	v1.GET("/deliveries", dr, a.listDeliveries)
 	v1.GET("/deliveries/:id", dr, a.getDelivery)
 	v1.POST("/deliveries/:id", dw, a.deliveryAction)
+	v1.POST(`/deliveries\:redrive`, dw, a.redrive)
 	admin := need(ScopeAdmin)
 	v1.POST("/api-keys", admin, a.createAPIKey)
 	v1.GET("/api-keys", admin, a.listAPIKeys)

@@ -30,6 +30,10 @@ var q struct {
 	ListDeliveries      string `sql:"list_deliveries"`
 	GetDelivery         string `sql:"get_delivery"`
 	RetryDelivery       string `sql:"retry_delivery"`
+	ReplayExisting      string `sql:"replay_existing"`
+	ReplayMissing       string `sql:"replay_missing"`
+	RedriveDead         string `sql:"redrive_dead"`
+	SigningSecrets      string `sql:"signing_secrets"`
 	ListAttempts        string `sql:"list_attempts"`
 	EventDeliveryStates string `sql:"event_delivery_states"`
 }
@@ -372,4 +376,51 @@ func (s *Store) EventStates(ctx context.Context, eventID uuid.UUID) ([]Subscript
 		return nil, fmt.Errorf("delivery: event states: %w", err)
 	}
 	return out, nil
+}
+
+// Replay re-sends a subscription's events accepted in [since, until): every one
+// (creating deliveries it never had, as while it was disabled), or only those
+// whose delivery is dead. It returns how many deliveries became due.
+func (s *Store) Replay(ctx context.Context, id uuid.UUID, since, until time.Time, onlyFailed bool) (int64, error) {
+	if _, err := s.GetSubscription(ctx, id); err != nil {
+		return 0, err
+	}
+	tag, err := s.x.Exec(ctx, q.ReplayExisting, id, since, until, onlyFailed)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: replay: %w", err)
+	}
+	n := tag.RowsAffected()
+	if !onlyFailed {
+		tag, err = s.x.Exec(ctx, q.ReplayMissing, id, since, until)
+		if err != nil {
+			return 0, fmt.Errorf("delivery: replay: %w", err)
+		}
+		n += tag.RowsAffected()
+	}
+	return n, nil
+}
+
+// Redrive makes dead deliveries due again (optionally of one subscription,
+// created in a window); they keep their webhook-ids. It returns how many.
+func (s *Store) Redrive(ctx context.Context, subscription *uuid.UUID, since, until *time.Time) (int64, error) {
+	tag, err := s.x.Exec(ctx, q.RedriveDead, subscription, since, until)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: redrive: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// SigningSecrets returns a subscription's secret and, during a rotation, the
+// previous one. Only the platform itself may see them (to sign).
+func (s *Store) SigningSecrets(ctx context.Context, id uuid.UUID) (string, *string, error) {
+	var secret string
+	var previous *string
+	err := s.x.QueryRow(ctx, q.SigningSecrets, id).Scan(&secret, &previous)
+	if db.IsNoRows(err) {
+		return "", nil, ErrNotFound
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("delivery: signing secrets: %w", err)
+	}
+	return secret, previous, nil
 }

@@ -89,3 +89,41 @@ SELECT s.id, s.url, d.id, d.status, d.attempts, d.next_attempt_at, d.last_error,
 FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
 WHERE d.event_id = $1 AND s.deleted_at IS NOT NULL
 ORDER BY 1;
+
+-- name: replay_existing
+-- Re-send a subscription's deliveries of events accepted in [$2, $3): all of
+-- them, or only the dead ones ($4). Deliveries held by a worker are in flight
+-- and left alone.
+UPDATE deliveries d
+SET status = 'pending', next_attempt_at = now(), owner = NULL, updated_at = now()
+FROM events e
+WHERE d.subscription_id = $1 AND e.id = d.event_id
+  AND e.created_at >= $2 AND e.created_at < $3
+  AND d.owner IS NULL
+  AND d.status <> 'cancelled'
+  AND (NOT $4 OR d.status = 'dead');
+
+-- name: replay_missing
+-- Events of the window the subscription wants but never got a delivery for
+-- (it was disabled, or created later): create them, due now.
+INSERT INTO deliveries (subscription_id, event_id)
+SELECT s.id, e.id
+FROM subscriptions s
+JOIN events e ON ecs_type_matches(e.type, s.event_types)
+WHERE s.id = $1 AND s.deleted_at IS NULL
+  AND e.created_at >= $2 AND e.created_at < $3
+ON CONFLICT ON CONSTRAINT deliveries_dedup_key DO NOTHING;
+
+-- name: redrive_dead
+-- Dead deliveries (optionally of one subscription, created in a window) become
+-- due again, keeping their ids and so their webhook-ids.
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = now(), owner = NULL, updated_at = now()
+WHERE status = 'dead'
+  AND ($1::uuid IS NULL OR subscription_id = $1)
+  AND ($2::timestamptz IS NULL OR created_at >= $2)
+  AND ($3::timestamptz IS NULL OR created_at < $3);
+
+-- name: signing_secrets
+SELECT secret, CASE WHEN previous_secret_until > now() THEN previous_secret END
+FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
