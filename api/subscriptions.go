@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/filter"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/outbox"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
@@ -30,6 +33,9 @@ type subscriptionFields struct {
 	Headers        map[string]string `json:"headers"`
 	// TimeoutMS 0 means the worker's default.
 	TimeoutMS *int `json:"timeout_ms"`
+	// Filter and RetryPolicy: absent keeps, null clears.
+	Filter      json.RawMessage `json:"filter"`
+	RetryPolicy json.RawMessage `json:"retry_policy"`
 }
 
 type createSubscriptionRequest struct {
@@ -113,6 +119,34 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 			}
 		}
 		sub.Headers = f.Headers
+	}
+	if f.Filter != nil {
+		var expr *string
+		if err := json.Unmarshal(f.Filter, &expr); err != nil {
+			bad("filter", "must be a string (a CEL expression) or null")
+		} else if expr != nil {
+			if _, err := filter.Compile(*expr); err != nil {
+				bad("filter", err.Error())
+			}
+		}
+		sub.Filter = expr
+	}
+	if f.RetryPolicy != nil {
+		var p *delivery.RetryPolicy
+		dec := json.NewDecoder(bytes.NewReader(f.RetryPolicy))
+		dec.DisallowUnknownFields()
+		switch err := dec.Decode(&p); {
+		case err != nil:
+			bad("retry_policy", "must be {max_attempts?, max_age_seconds?} or null")
+		case p != nil && p.MaxAttempts != nil && (*p.MaxAttempts < 1 || *p.MaxAttempts > 50):
+			bad("retry_policy.max_attempts", "must be from 1 to 50")
+		case p != nil && p.MaxAgeSeconds != nil && (*p.MaxAgeSeconds < 60 || *p.MaxAgeSeconds > 30*24*3600):
+			bad("retry_policy.max_age_seconds", "must be from 60 to 2592000 (30 days)")
+		case p != nil && p.MaxAttempts == nil && p.MaxAgeSeconds == nil:
+			sub.RetryPolicy = nil
+		default:
+			sub.RetryPolicy = p
+		}
 	}
 	if f.TimeoutMS != nil {
 		switch t := *f.TimeoutMS; {

@@ -85,3 +85,31 @@ func TestSecretRotation(t *testing.T) {
 	require.Equal(t, 422, b.do(t, "POST", "/v1/subscriptions/"+id+"/secret:rotate", `{"secret":"nope"}`).code)
 	require.Equal(t, 404, b.do(t, "POST", "/v1/subscriptions/01a21173-0000-7000-8000-00000000ffff/secret:rotate", "").code)
 }
+
+func TestSubscriptionFilterAndRetryPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.paid"}`).code)
+	r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.paid"],
+		"filter":"data.amount > 100","retry_policy":{"max_attempts":3,"max_age_seconds":3600}}`)
+	require.Equal(t, 201, r.code, r.raw)
+	require.Equal(t, "data.amount > 100", r.body["filter"])
+	require.Equal(t, map[string]any{"max_attempts": float64(3), "max_age_seconds": float64(3600)}, r.body["retry_policy"])
+	id := r.body["id"].(string)
+	cleared := b.do(t, "PATCH", "/v1/subscriptions/"+id, `{"filter":null,"retry_policy":null}`)
+	require.Equal(t, 200, cleared.code)
+	require.Nil(t, cleared.body["filter"])
+	require.Nil(t, cleared.body["retry_policy"])
+	for name, tc := range map[string]struct{ body, field string }{
+		"filter does not parse": {`{"filter":"data.amount >"}`, "filter"},
+		"filter not a bool":     {`{"filter":"1 + 2"}`, "filter"},
+		"filter not a string":   {`{"filter":5}`, "filter"},
+		"too many attempts":     {`{"retry_policy":{"max_attempts":500}}`, "retry_policy.max_attempts"},
+		"age too short":         {`{"retry_policy":{"max_age_seconds":5}}`, "retry_policy.max_age_seconds"},
+		"unknown policy field":  {`{"retry_policy":{"backoff":"fast"}}`, "retry_policy"},
+	} {
+		r := b.do(t, "PATCH", "/v1/subscriptions/"+id, tc.body)
+		require.Equal(t, 422, r.code, name)
+		require.Equal(t, tc.field, fieldOf(r), name)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,6 +66,20 @@ func ValidStatus(s string) bool {
 	return false
 }
 
+// RetryPolicy bounds a subscription's retries; nil fields keep the worker's
+// defaults.
+type RetryPolicy struct {
+	MaxAttempts   *int `json:"max_attempts,omitempty"`
+	MaxAgeSeconds *int `json:"max_age_seconds,omitempty"`
+}
+
+func (p *RetryPolicy) columns() (attempts, age *int) {
+	if p == nil {
+		return nil, nil
+	}
+	return p.MaxAttempts, p.MaxAgeSeconds
+}
+
 // Subscription states.
 const (
 	StateActive   = "active"   // deliveries are made
@@ -89,6 +104,11 @@ type Subscription struct {
 	// headers).
 	Headers   map[string]string `json:"headers"`
 	TimeoutMS *int              `json:"timeout_ms"`
+	// Filter is a CEL expression over data, type and key; a delivery is created
+	// only when it is true (package delivery/filter).
+	Filter *string `json:"filter"`
+	// RetryPolicy overrides the worker's attempts and adds a maximum age.
+	RetryPolicy *RetryPolicy `json:"retry_policy"`
 	// PreviousSecretUntil, during a rotation, is when the old secret stops
 	// signing beside the new one.
 	PreviousSecretUntil *time.Time `json:"previous_secret_until,omitempty"`
@@ -154,8 +174,9 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 	if sub.State == "" {
 		sub.State = StateActive
 	}
+	attempts, age := sub.RetryPolicy.columns()
 	out, err := scanSubscription(s.x.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret,
-		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS))
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, sub.Filter, attempts, age))
 	if err != nil {
 		return Subscription{}, fmt.Errorf("delivery: create subscription: %w", err)
 	}
@@ -172,8 +193,12 @@ func mapOrEmpty(m map[string]string) map[string]string {
 
 func scanSubscription(r pgx.Row) (Subscription, error) {
 	var sub Subscription
+	var attempts, age *int
 	err := r.Scan(&sub.ID, &sub.URL, &sub.EventTypes, &sub.Description, &sub.State, &sub.DisabledReason, &sub.Metadata, &sub.Headers,
-		&sub.TimeoutMS, &sub.PreviousSecretUntil, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt)
+		&sub.TimeoutMS, &sub.PreviousSecretUntil, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt, &sub.Filter, &attempts, &age)
+	if attempts != nil || age != nil {
+		sub.RetryPolicy = &RetryPolicy{MaxAttempts: attempts, MaxAgeSeconds: age}
+	}
 	if sub.PreviousSecretUntil != nil && sub.PreviousSecretUntil.Before(time.Now()) {
 		sub.PreviousSecretUntil = nil
 	}
@@ -208,8 +233,9 @@ var ErrVersionMismatch = errors.New("subscription was changed since it was read"
 // UpdateSubscription writes sub's settable fields if the subscription is still
 // at version.
 func (s *Store) UpdateSubscription(ctx context.Context, sub Subscription, version int) (Subscription, error) {
+	attempts, age := sub.RetryPolicy.columns()
 	out, err := scanSubscription(s.x.QueryRow(ctx, q.UpdateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description,
-		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version))
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version, sub.Filter, attempts, age))
 	if db.IsNoRows(err) {
 		if _, gerr := s.GetSubscription(ctx, sub.ID); gerr != nil {
 			return Subscription{}, gerr
@@ -423,4 +449,19 @@ func (s *Store) SigningSecrets(ctx context.Context, id uuid.UUID) (string, *stri
 		return "", nil, fmt.Errorf("delivery: signing secrets: %w", err)
 	}
 	return secret, previous, nil
+}
+
+// TypeMatches says whether an event type is wanted by a subscription's
+// patterns: exact names, "prefix.*" (every type under prefix) and "*". It
+// mirrors the SQL function ecs_type_matches.
+func TypeMatches(t string, patterns []string) bool {
+	for _, p := range patterns {
+		if p == t || p == "*" {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasSuffix(prefix, ".") && strings.HasPrefix(t, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,29 +1,31 @@
 -- Queries of package delivery: subscriptions and the delivery log.
 
 -- name: create_subscription
-INSERT INTO subscriptions (id, url, event_types, description, secret, state, disabled_reason, metadata, headers, timeout_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO subscriptions (id, url, event_types, description, secret, state, disabled_reason, metadata, headers, timeout_ms,
+                           filter, retry_max_attempts, retry_max_age_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
 
 -- name: list_subscriptions
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-       previous_secret_until, version, created_at, updated_at
+       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds
 FROM subscriptions WHERE deleted_at IS NULL ORDER BY id;
 
 -- name: get_subscription
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-       previous_secret_until, version, created_at, updated_at
+       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: update_subscription
 -- $11 is the version the caller read; every change bumps it.
 UPDATE subscriptions
 SET url = $2, event_types = $3, description = $4, state = $5, disabled_reason = $6,
-    metadata = $7, headers = $8, timeout_ms = $9, version = version + 1, updated_at = now()
+    metadata = $7, headers = $8, timeout_ms = $9, filter = $11, retry_max_attempts = $12,
+    retry_max_age_seconds = $13, version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL AND version = $10
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
 
 -- name: rotate_secret
 -- The old secret keeps signing (beside the new one) until $3.
@@ -31,7 +33,7 @@ UPDATE subscriptions
 SET previous_secret = secret, previous_secret_until = $3, secret = $2, version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
 
 -- name: delete_subscription
 -- Soft delete: the delivery log keeps its history; pending deliveries are

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/filter"
 	"github.com/eventconfigservice/ecs/platform/kafka"
 )
 
@@ -201,12 +203,16 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 	}
 	var jobs []created
 	var paused []uuid.UUID
+	skipSubs, skipEvents, err := w.filterOut(ctx, recs)
+	if err != nil {
+		return err
+	}
 	b := &pgx.Batch{}
-	b.Queue(q.CreateDeliveries, ids, id)
+	b.Queue(q.CreateDeliveries, ids, id, skipSubs, skipEvents)
 	if len(keys) > 0 {
 		b.Queue(q.SaveProgress, keys, seqs)
 	}
-	err := func() error {
+	err = func() error {
 		br := w.pool.SendBatch(ctx, b) // one implicit transaction
 		defer br.Close()
 		rows, err := br.Query()
@@ -214,13 +220,16 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 			return err
 		}
 		var (
-			did, sid, eid      uuid.UUID
-			url, secret, state string
-			previous           *string
-			headers            map[string]string
-			timeoutMS          *int
+			did, sid, eid       uuid.UUID
+			url, secret, state  string
+			previous            *string
+			headers             map[string]string
+			timeoutMS           *int
+			createdAt           time.Time
+			maxAttempts, maxAge *int
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret, &previous, &headers, &timeoutMS, &state}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret, &previous, &headers, &timeoutMS, &state,
+			&createdAt, &maxAttempts, &maxAge}, func() error {
 			if state != delivery.StateActive {
 				paused = append(paused, did) // waits in PostgreSQL until resumed
 				return nil
@@ -230,6 +239,7 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 			if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
 				w.log.Error("subscription has an unusable secret", "subscription_id", sid, "error", err)
 			}
+			j.setPolicy(createdAt, maxAttempts, maxAge)
 			jobs = append(jobs, created{idx: byEvent[eid], job: j})
 			return nil
 		}); err != nil {
@@ -278,4 +288,101 @@ func eventID(r *kgo.Record) (uuid.UUID, bool) {
 		}
 	}
 	return uuid.UUID{}, false
+}
+
+// filterOut evaluates the filters of the subscriptions that have one against
+// recs, and returns the (subscription, event) pairs that get no delivery. A
+// filter that fails to evaluate (a missing field, say) counts as false.
+func (w *Worker) filterOut(ctx context.Context, recs []*kgo.Record) (subs, events []uuid.UUID, err error) {
+	rows, _ := w.pool.Query(ctx, q.FilteredSubs)
+	type filtered struct {
+		id       uuid.UUID
+		patterns []string
+		f        *filter.Filter
+	}
+	var list []filtered
+	var (
+		id       uuid.UUID
+		patterns []string
+		expr     string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &patterns, &expr}, func() error {
+		f, err := w.filters.get(id, expr)
+		if err != nil {
+			w.log.Warn("subscription filter does not compile; it gets no deliveries", "subscription_id", id, "error", err)
+		}
+		list = append(list, filtered{id: id, patterns: patterns, f: f})
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	if len(list) == 0 {
+		return nil, nil, nil
+	}
+	for _, r := range recs {
+		eid, ok := eventID(r)
+		if !ok {
+			continue
+		}
+		var data any
+		var body struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		parsed := json.Unmarshal(r.Value, &body) == nil && json.Unmarshal(body.Data, &data) == nil
+		typ := header(r, kafka.HeaderEventType)
+		if typ == "" {
+			typ = body.Type // the body carries it too
+		}
+		for _, s := range list {
+			if !delivery.TypeMatches(typ, s.patterns) {
+				continue
+			}
+			match := false
+			if s.f != nil && parsed {
+				if match, err = s.f.Match(typ, string(r.Key), data); err != nil {
+					w.log.Debug("filter did not evaluate; no delivery", "subscription_id", s.id, "event_id", eid, "error", err)
+				}
+			}
+			if !match {
+				subs, events = append(subs, s.id), append(events, eid)
+			}
+		}
+	}
+	return subs, events, nil
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// filterCache keeps compiled filters by subscription and source.
+type filterCache struct {
+	mu sync.Mutex
+	m  map[uuid.UUID]cachedFilter
+}
+
+type cachedFilter struct {
+	expr string
+	f    *filter.Filter
+	err  error
+}
+
+func (c *filterCache) get(id uuid.UUID, expr string) (*filter.Filter, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[id]; ok && e.expr == expr {
+		return e.f, e.err
+	}
+	f, err := filter.Compile(expr)
+	if c.m == nil {
+		c.m = map[uuid.UUID]cachedFilter{}
+	}
+	c.m[id] = cachedFilter{expr: expr, f: f, err: err}
+	return f, err
 }

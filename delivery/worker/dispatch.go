@@ -30,6 +30,11 @@ type job struct {
 	body           []byte
 	orderKey       string
 	attempts       int // attempts made before this one
+	createdAt      time.Time
+	// maxAttempts and maxAge are the subscription's retry policy (0: the
+	// worker's default attempts; no age limit).
+	maxAttempts int
+	maxAge      time.Duration
 }
 
 // dispatcher runs, per subscription, Config.Lanes goroutines each draining a
@@ -173,7 +178,12 @@ func (d *dispatcher) attempt(j job) {
 		w.metrics.attempts.WithLabelValues("failure").Inc()
 		msg := res.Err.Error()
 		lastErr = &msg
-		if n >= w.cfg.MaxAttempts {
+		maxAttempts := w.cfg.MaxAttempts
+		if j.maxAttempts > 0 {
+			maxAttempts = j.maxAttempts
+		}
+		next = time.Now().Add(w.cfg.RetryDelay(n))
+		if n >= maxAttempts || (j.maxAge > 0 && next.After(j.createdAt.Add(j.maxAge))) {
 			status = delivery.StatusDead
 			if d.deadLetter(j, n, msg) {
 				w.metrics.dead.Inc()
@@ -186,7 +196,6 @@ func (d *dispatcher) attempt(j job) {
 			}
 		} else {
 			status = delivery.StatusPending
-			next = time.Now().Add(w.cfg.RetryDelay(n))
 			log.Debug("attempt failed; retry scheduled", "attempt", n, "error", msg, "next_attempt_at", next)
 		}
 	}
@@ -284,7 +293,18 @@ func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
 	return true
 }
 
-// subscriptionSettings are what a job needs of its subscription.
+// setPolicy takes the subscription's retry policy.
+func (j *job) setPolicy(createdAt time.Time, maxAttempts, maxAgeSeconds *int) {
+	j.createdAt = createdAt
+	if maxAttempts != nil {
+		j.maxAttempts = *maxAttempts
+	}
+	if maxAgeSeconds != nil {
+		j.maxAge = time.Duration(*maxAgeSeconds) * time.Second
+	}
+}
+
+// setSubscription takes what a job needs of its subscription.
 func (j *job) setSubscription(secret string, previous *string, headers map[string]string, timeoutMS *int) error {
 	key, err := signature.Key(secret)
 	if err != nil {

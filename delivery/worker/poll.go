@@ -46,6 +46,9 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher, log *sl
 		previous  *string
 		headers   map[string]string
 		timeoutMS *int
+		created   time.Time
+		attempts  *int
+		maxAge    *int
 		typ, data string
 		createdAt time.Time
 		deleted   bool
@@ -53,7 +56,7 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher, log *sl
 		cancelled []uuid.UUID
 	)
 	n, err := pgx.ForEachRow(rows, []any{&j.deliveryID, &j.subscriptionID, &j.eventID, &j.attempts, &j.url, &secret,
-		&previous, &headers, &timeoutMS, &typ, &j.orderKey, &data, &createdAt, &deleted}, func() error {
+		&previous, &headers, &timeoutMS, &created, &attempts, &maxAge, &typ, &j.orderKey, &data, &createdAt, &deleted}, func() error {
 		if deleted {
 			cancelled = append(cancelled, j.deliveryID)
 			return nil
@@ -61,6 +64,7 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher, log *sl
 		if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
 			log.Error("subscription has an unusable secret", "subscription_id", j.subscriptionID, "error", err)
 		}
+		j.setPolicy(created, attempts, maxAge)
 		j.body = outbox.WebhookBody(typ, createdAt, []byte(data))
 		jobs = append(jobs, j)
 		j = job{}

@@ -16,6 +16,7 @@ DELETE FROM workers WHERE id = $1;
 -- name: create_deliveries
 -- Match each consumed event to the subscriptions that want its type and existed
 -- when it was accepted, and create one delivery per pair, held by this worker.
+-- Pairs ($3, $4) whose subscription filter said no are left out.
 -- ON CONFLICT on the dedup key makes a redelivered record or a re-produced outbox
 -- row a no-op: only new deliveries come back, so only they are sent.
 WITH ins AS (
@@ -27,13 +28,14 @@ WITH ins AS (
                         AND s.deleted_at IS NULL
                         AND s.state <> 'disabled'
     WHERE e.id = ANY ($1)
+      AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[], $4::uuid[]) AS x(sid, eid) WHERE x.sid = s.id AND x.eid = e.id)
     ORDER BY e.id, s.id
     ON CONFLICT ON CONSTRAINT deliveries_dedup_key DO NOTHING
-    RETURNING id, subscription_id, event_id
+    RETURNING id, subscription_id, event_id, created_at
 )
 SELECT ins.id, ins.subscription_id, ins.event_id, s.url, s.secret,
        CASE WHEN s.previous_secret_until > now() THEN s.previous_secret END,
-       s.headers, s.timeout_ms, s.state
+       s.headers, s.timeout_ms, s.state, ins.created_at, s.retry_max_attempts, s.retry_max_age_seconds
 FROM ins JOIN subscriptions s ON s.id = ins.subscription_id;
 
 -- name: release
@@ -61,10 +63,11 @@ WITH c AS (
         FOR UPDATE OF d2 SKIP LOCKED
     ) due
     WHERE d.id = due.id
-    RETURNING d.id, d.subscription_id, d.event_id, d.attempts
+    RETURNING d.id, d.subscription_id, d.event_id, d.attempts, d.created_at
 )
 SELECT c.id, c.subscription_id, c.event_id, c.attempts, s.url, s.secret,
        CASE WHEN s.previous_secret_until > now() THEN s.previous_secret END, s.headers, s.timeout_ms,
+       c.created_at, s.retry_max_attempts, s.retry_max_age_seconds,
        e.type, coalesce(e.key, e.id::text), e.data::text, e.created_at, s.deleted_at IS NOT NULL
 FROM c
 JOIN subscriptions s ON s.id = c.subscription_id
@@ -104,3 +107,7 @@ SELECT key, seq FROM key_progress WHERE key = ANY ($1);
 INSERT INTO key_progress (key, seq)
 SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (key) DO UPDATE SET seq = GREATEST(key_progress.seq, EXCLUDED.seq);
+
+-- name: filtered_subscriptions
+SELECT id, event_types, filter FROM subscriptions
+WHERE filter IS NOT NULL AND deleted_at IS NULL AND state <> 'disabled';

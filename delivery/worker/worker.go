@@ -44,6 +44,7 @@ var q struct {
 	Cancel            string `sql:"cancel"`
 	ListenTopics      string `sql:"listen_topics"`
 	LoadProgress      string `sql:"load_progress"`
+	FilteredSubs      string `sql:"filtered_subscriptions"`
 	SaveProgress      string `sql:"save_progress"`
 }
 
@@ -60,8 +61,9 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *workerMetrics
 
-	mu sync.Mutex
-	id uuid.UUID // this run's identity in the workers table
+	mu      sync.Mutex
+	id      uuid.UUID // this run's identity in the workers table
+	filters filterCache
 }
 
 // New builds a worker. Extra kgo options are added to the consumer's.

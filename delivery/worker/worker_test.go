@@ -120,6 +120,7 @@ func (b *testBundle) produce(t *testing.T, ev outbox.Event, copies int) {
 		rec := &kgo.Record{Topic: b.kcfg.Topic(typ), Key: []byte(key),
 			Value: outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data),
 			Headers: []kgo.RecordHeader{{Key: kafka.HeaderEventID, Value: []byte(ev.ID.String())},
+				{Key: kafka.HeaderEventType, Value: []byte(typ)},
 				{Key: kafka.HeaderKeySeq, Value: []byte(strconv.FormatInt(ev.KeySeq, 10))}}}
 		require.NoError(t, b.producer.ProduceSync(context.Background(), rec).FirstErr())
 	}
@@ -435,3 +436,41 @@ func TestWorkerSendsHeadersWildcardsAndBothSecretsDuringRotation(t *testing.T) {
 		t.Fatal("no delivery")
 	}
 }
+
+func TestWorkerAppliesFiltersAndRetryPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	big := newEndpoint(t, func(int64) (int, time.Duration) { return 200, 0 })
+	flaky := newEndpoint(t, func(int64) (int, time.Duration) { return 500, 0 })
+	expr := `data.n > 1`
+	secret, _ := signature.NewSecret()
+	fs, err := b.subs.CreateSubscription(ctx, delivery.Subscription{ID: uuid.Must(uuid.NewV7()), URL: big.srv.URL,
+		EventTypes: []string{"order.created"}, Secret: secret, Filter: &expr})
+	require.NoError(t, err)
+	two := 2
+	_, err = b.subs.CreateSubscription(ctx, delivery.Subscription{ID: uuid.Must(uuid.NewV7()), URL: flaky.srv.URL,
+		EventTypes: []string{"order.created"}, Secret: secret, RetryPolicy: &delivery.RetryPolicy{MaxAttempts: &two}})
+	require.NoError(t, err)
+	b.startWorker(t, worker.Config{MaxAttempts: 10})
+
+	small := b.publish(t, "a", 1) // data {"n":1}: filtered out
+	ev, _, err := b.events.Publish(ctx, outbox.NewEvent{Type: "order.created", Key: "b", Data: json.RawMessage(`{"n":5}`)})
+	require.NoError(t, err)
+	b.produce(t, ev, 1)
+	big.await(t, 1, 20*time.Second)
+	big.mu.Lock()
+	require.Equal(t, 1, big.ok[ev.ID.String()])
+	require.Zero(t, big.ok[small.ID.String()])
+	big.mu.Unlock()
+	ds, _, err := b.subs.ListDeliveries(ctx, delivery.Filter{EventID: &small.ID, SubscriptionID: &fs.ID})
+	require.NoError(t, err)
+	require.Empty(t, ds, "no delivery is created when the filter says no")
+
+	require.Eventually(t, func() bool {
+		ds, _, _ := b.subs.ListDeliveries(ctx, delivery.Filter{EventID: &ev.ID, Status: ptr(delivery.StatusDead)})
+		return len(ds) == 1 && ds[0].Attempts == 2
+	}, 20*time.Second, 10*time.Millisecond, "dead after the subscription's 2 attempts, not the worker's 10")
+}
+
+func ptr[T any](v T) *T { return &v }
