@@ -37,6 +37,11 @@ type Config struct {
 	JWTJWKSURL     string
 	JWTIssuer      string
 	JWTAudience    string
+	// KafkaBrokers, when set, let GET /v1/dead-letters read the dead-letter
+	// topic DLQTopic (ECS_KAFKA_BROKERS, ECS_KAFKA_DLQ_TOPIC); the API needs
+	// Kafka for nothing else.
+	KafkaBrokers []string
+	DLQTopic     string
 	// AllowHTTPURLs accepts http:// subscription URLs; off, https is required
 	// (ECS_API_ALLOW_HTTP_URLS, default false; the dev app turns it on).
 	AllowHTTPURLs bool
@@ -58,6 +63,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 16 << 20
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "ecs.dlq"
 	}
 	if c.SecretOverlap == 0 {
 		c.SecretOverlap = 24 * time.Hour
@@ -145,6 +153,7 @@ func (a *API) routes(e *gin.Engine) {
 	v1.GET("/deliveries/:id", dr, a.getDelivery)
 	v1.POST("/deliveries/:id", dw, a.deliveryAction)
 	v1.POST(`/deliveries\:redrive`, dw, a.redrive)
+	v1.GET("/dead-letters", dr, a.listDeadLetters)
 	admin := need(ScopeAdmin)
 	v1.POST("/api-keys", admin, a.createAPIKey)
 	v1.GET("/api-keys", admin, a.listAPIKeys)
@@ -252,6 +261,8 @@ func LoadConfig(e *config.Env) Config {
 		JWTIssuer:      e.String("ECS_API_JWT_ISSUER", ""),
 		JWTAudience:    e.String("ECS_API_JWT_AUDIENCE", ""),
 		AllowHTTPURLs:  e.String("ECS_API_ALLOW_HTTP_URLS", "false") == "true",
+		KafkaBrokers:   e.List("ECS_KAFKA_BROKERS", nil),
+		DLQTopic:       e.String("ECS_KAFKA_DLQ_TOPIC", "ecs.dlq"),
 		SecretOverlap:  e.Duration("ECS_API_SECRET_ROTATION_OVERLAP", 24*time.Hour),
 	}
 }

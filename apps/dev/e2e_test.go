@@ -79,6 +79,7 @@ func newHarness(t *testing.T) *harness {
 			Partitions:  6,
 		},
 	}
+	cfg.API.KafkaBrokers, cfg.API.DLQTopic = brokers, cfg.Kafka.DLQTopic
 	st, err := newStack(t.Context(), cfg, pool, log)
 	require.NoError(t, err)
 	require.NoError(t, st.start(context.Background()))
@@ -391,4 +392,67 @@ func TestCrashRelayAndWorkerMidStream(t *testing.T) {
 	h.checkDeliveryLog(want)
 	require.LessOrEqual(t, dup, 2*h.lanes*len(targets), "repeats beyond what was in flight at the kills")
 	t.Logf("after 2 crashes: %d deliveries, none lost; %d wire-level repeats of in-flight requests", want, dup)
+}
+
+func TestDeadLettersListedAndRedrivenThroughTheAPI(t *testing.T) {
+	down := newReceiver(t, "down", 1, 0) // fails every request until healed
+	h := newHarness(t)
+	code, _ := h.call("POST", "/v1/event-types", map[string]any{"name": "order.created"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	var sub struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	code, _ = h.call("POST", "/v1/subscriptions", map[string]any{"url": down.srv.URL, "event_types": []string{"order.created"},
+		"retry_policy": map[string]any{"max_attempts": 1}}, &sub)
+	require.Equal(t, http.StatusCreated, code)
+	down.secret.Store(&sub.Secret)
+	var ids []string
+	for i := range 3 {
+		var ev struct {
+			ID string `json:"id"`
+		}
+		code, _ := h.call("POST", "/v1/events", map[string]any{"type": "order.created", "key": fmt.Sprint(i), "data": map[string]any{"key": fmt.Sprint(i), "seq": 0}}, &ev)
+		require.Equal(t, http.StatusAccepted, code)
+		ids = append(ids, ev.ID)
+	}
+	var dead struct {
+		Data []struct {
+			EventID        string `json:"event_id"`
+			SubscriptionID string `json:"subscription_id"`
+			Attempts       int    `json:"attempts"`
+			Reason         string `json:"reason"`
+		} `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		code, _ := h.call("GET", "/v1/dead-letters?subscription_id="+sub.ID, nil, &dead)
+		return code == http.StatusOK && len(dead.Data) == 3
+	}, 30*time.Second, 50*time.Millisecond, "three records in the dead-letter topic")
+	for _, d := range dead.Data {
+		require.Contains(t, ids, d.EventID)
+		require.Equal(t, sub.ID, d.SubscriptionID)
+		require.Equal(t, 1, d.Attempts)
+		require.Equal(t, "status 500", d.Reason)
+	}
+
+	// The record reaches the topic just before the delivery is recorded dead.
+	require.Eventually(t, func() bool {
+		var list struct {
+			Data []any `json:"data"`
+		}
+		code, _ := h.call("GET", "/v1/deliveries?status=dead&subscription_id="+sub.ID, nil, &list)
+		return code == http.StatusOK && len(list.Data) == 3
+	}, 30*time.Second, 20*time.Millisecond)
+	down.failEvery = 0 // healed (no request is in flight: every delivery is dead)
+	for _, id := range ids {
+		down.expect(id)
+	}
+	down.seal()
+	var redriven struct {
+		Deliveries int `json:"deliveries"`
+	}
+	code, _ = h.call("POST", "/v1/deliveries:redrive", map[string]any{"subscription_id": sub.ID}, &redriven)
+	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, 3, redriven.Deliveries)
+	h.wait([]target{{down, toSet("order.created")}}, time.Minute)
 }

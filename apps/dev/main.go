@@ -108,6 +108,7 @@ func run() error {
 		common.KafkaBrokers, kafkaNote = emb.Brokers(), "embedded kfake, data in "+filepath.Join(dataDir, "kfake")
 	}
 	cfg.Kafka.Brokers = common.KafkaBrokers
+	cfg.API.KafkaBrokers, cfg.API.DLQTopic = common.KafkaBrokers, cfg.Kafka.DLQTopic
 	pool, err := db.Open(ctx, db.PoolConfig{URL: dbURL, MaxConns: int32(common.DatabaseMaxConns), ApplicationName: name})
 	if err != nil {
 		cleanup()
