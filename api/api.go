@@ -19,6 +19,7 @@ import (
 
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/sender"
+	"github.com/eventconfigservice/ecs/docs"
 	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/config"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
@@ -126,8 +127,10 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, ob *outbox.Store, 
 		sender: sender.New(sender.Config{})}, nil
 }
 
-// routes adds the /v1 routes to e, each with the scope it needs.
+// routes adds the /v1 routes to e, each with the scope it needs, and the
+// published OpenAPI document.
 func (a *API) routes(e *gin.Engine) {
+	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", docs.OpenAPI) })
 	v1 := e.Group("/v1", a.auth)
 	cr, cw := need(ScopeConfigRead), need(ScopeConfigWrite)
 	v1.POST("/event-types", cw, a.createEventType)

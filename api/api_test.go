@@ -34,7 +34,9 @@ func setup(t *testing.T) *testBundle {
 	e := ecshttp.NewEngine(logging.Discard(), nil)
 	require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
 		func(n string) string { return "ecs.events." + n }, logging.Discard()))
-	srv := httptest.NewServer(e)
+	// Every request and response of the tests is checked against the
+	// published OpenAPI document (contract_test.go).
+	srv := httptest.NewServer(validating(t, e))
 	t.Cleanup(srv.Close)
 	return &testBundle{srv: srv, pool: pool}
 }

@@ -112,7 +112,7 @@ func jwtBundle(t *testing.T, cfg api.Config) *testBundle {
 	pool, _ := dbtest.NewDB(t)
 	e := ecshttp.NewEngine(logging.Discard(), nil)
 	require.NoError(t, api.Mount(t.Context(), e, cfg, pool, func(n string) string { return "ecs.events." + n }, logging.Discard()))
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(validating(t, e))
 	t.Cleanup(srv.Close)
 	return &testBundle{srv: srv, pool: pool}
 }
