@@ -46,7 +46,11 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	level := slog.LevelError
+	if os.Getenv("ECS_TEST_LOG") != "" { // e.g. ECS_TEST_LOG=1 to see the platform's warnings
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	var brokers []string
 	if env := os.Getenv("ECS_KAFKA_BROKERS"); env != "" {
 		brokers = strings.Split(env, ",")
@@ -70,7 +74,10 @@ func newHarness(t *testing.T) *harness {
 			MaxAttempts:  30,
 			PollInterval: 100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond, StaleAfter: time.Second,
 			MetadataRefresh: time.Second,
-			HTTP:            sender.Config{Timeout: 5 * time.Second},
+			// A worker killed without leaving the group is replaced within
+			// seconds (brokers allow 6s at the least).
+			SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second,
+			HTTP: sender.Config{Timeout: 5 * time.Second},
 		},
 		Kafka: kafka.Config{
 			Brokers:     brokers,
@@ -359,8 +366,13 @@ func TestCrashRelayAndWorkerMidStream(t *testing.T) {
 	killedAt := 0
 	for round := range 2 {
 		at := killedAt + 400 // of 1,800: both kills land mid-stream
-		require.Eventually(t, func() bool { return healthy.successCount() >= at }, time.Minute, 2*time.Millisecond,
-			"round %d: deliveries did not reach %d", round, at)
+		deadline := time.Now().Add(2 * time.Minute)
+		for healthy.successCount() < at {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: deliveries stalled at %d (want %d)\n%s", round, healthy.successCount(), at, h.diagnose(targets))
+			}
+			time.Sleep(2 * time.Millisecond) // polling a counter the receiver updates
+		}
 		// Abrupt: contexts cancelled mid-batch and mid-request, no offsets
 		// committed, no deliveries handed back, no outbox rows acknowledged.
 		h.st.Relay.Kill()

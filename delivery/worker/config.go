@@ -53,6 +53,12 @@ type Config struct {
 	// MaxHeld caps the records held for gaps; beyond it the oldest gaps are
 	// skipped (default 10000).
 	MaxHeld int
+	// SessionTimeout is how long Kafka waits for a silent worker (one that
+	// crashed without leaving the group) before giving its partitions to others;
+	// RebalanceTimeout bounds a rebalance (ECS_WORKER_SESSION_TIMEOUT, default
+	// 45s; ECS_WORKER_REBALANCE_TIMEOUT, default 60s: kgo's and Kafka's own).
+	SessionTimeout   time.Duration
+	RebalanceTimeout time.Duration
 	// HTTP configures the webhook client (ECS_WORKER_HTTP_TIMEOUT, default 15s).
 	HTTP sender.Config
 }
@@ -73,6 +79,8 @@ func LoadConfig(e *config.Env) Config {
 		StaleAfter:        e.Duration("ECS_WORKER_STALE_AFTER", 30*time.Second),
 		MetadataRefresh:   e.Duration("ECS_WORKER_METADATA_REFRESH", 10*time.Second),
 		OrderGapTimeout:   e.Duration("ECS_WORKER_ORDER_GAP_TIMEOUT", 5*time.Second),
+		SessionTimeout:    e.Duration("ECS_WORKER_SESSION_TIMEOUT", 45*time.Second),
+		RebalanceTimeout:  e.Duration("ECS_WORKER_REBALANCE_TIMEOUT", 60*time.Second),
 		MaxHeld:           10000,
 		HTTP:              sender.Config{Timeout: e.Duration("ECS_WORKER_HTTP_TIMEOUT", 15*time.Second)},
 	}
@@ -110,6 +118,8 @@ func (c Config) WithDefaults() Config {
 	def(&c.StaleAfter, 30*time.Second)
 	def(&c.MetadataRefresh, 10*time.Second)
 	def(&c.OrderGapTimeout, 5*time.Second)
+	def(&c.SessionTimeout, 45*time.Second)
+	def(&c.RebalanceTimeout, 60*time.Second)
 	if c.MaxHeld == 0 {
 		c.MaxHeld = 10000
 	}
@@ -136,6 +146,8 @@ func (c Config) Validate() error {
 	check(c.StaleAfter >= 2*c.HeartbeatInterval, "ECS_WORKER_STALE_AFTER must be at least twice ECS_WORKER_HEARTBEAT_INTERVAL")
 	check(c.MetadataRefresh >= 100*time.Millisecond, "ECS_WORKER_METADATA_REFRESH must be at least 100ms")
 	check(c.OrderGapTimeout >= 10*time.Millisecond, "ECS_WORKER_ORDER_GAP_TIMEOUT must be at least 10ms")
+	check(c.SessionTimeout >= time.Second, "ECS_WORKER_SESSION_TIMEOUT must be at least 1s (brokers refuse less than group.min.session.timeout.ms, 6s by default)")
+	check(c.RebalanceTimeout >= time.Second, "ECS_WORKER_REBALANCE_TIMEOUT must be at least 1s")
 	check(c.HTTP.Timeout >= 100*time.Millisecond, "ECS_WORKER_HTTP_TIMEOUT must be at least 100ms")
 	return errors.Join(errs...)
 }

@@ -109,6 +109,8 @@ func (w *Worker) Start(ctx context.Context) error {
 		kgo.SeedBrokers(w.kcfg.Brokers...),
 		kgo.ClientID("ecs-worker"),
 		kgo.ConsumerGroup(w.cfg.Group),
+		kgo.SessionTimeout(w.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(w.cfg.RebalanceTimeout),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics("^" + regexp.QuoteMeta(w.kcfg.TopicPrefix) + ".+"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
