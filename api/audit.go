@@ -88,13 +88,9 @@ func (a *API) listAudit(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	p := page[AuditEntry]{Data: out}
-	if p.Data == nil {
-		p.Data = []AuditEntry{}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
 	}
-	if len(out) > limit {
-		p.Data = out[:limit]
-		p.NextCursor = seqCursor(out[limit-1].ID)
-	}
-	c.JSON(http.StatusOK, p)
+	c.JSON(http.StatusOK, pageOf(out, more, func(e AuditEntry) string { return seqCursor(e.ID) }))
 }

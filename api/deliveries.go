@@ -28,14 +28,7 @@ func (a *API) listDeliveries(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	p := page[delivery.Delivery]{Data: ds}
-	if p.Data == nil {
-		p.Data = []delivery.Delivery{}
-	}
-	if more {
-		p.NextCursor = idCursor(ds[len(ds)-1].ID)
-	}
-	c.JSON(http.StatusOK, p)
+	c.JSON(http.StatusOK, pageOf(ds, more, func(d delivery.Delivery) string { return idCursor(d.ID) }))
 }
 
 func (a *API) getDelivery(c *gin.Context) {

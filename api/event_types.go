@@ -112,6 +112,19 @@ type page[T any] struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
+// pageOf is one page of a list: items (never null in JSON) and, when more
+// follow, the cursor of its last item.
+func pageOf[T any](items []T, more bool, cursor func(T) string) page[T] {
+	p := page[T]{Data: items}
+	if p.Data == nil {
+		p.Data = []T{}
+	}
+	if more && len(items) > 0 {
+		p.NextCursor = cursor(items[len(items)-1])
+	}
+	return p
+}
+
 // pageParams reads limit (1 to 1000, default 100) and cursor.
 func pageParams(c *gin.Context) (after string, limit int, fields []ecshttp.FieldError) {
 	limit = outbox.DefaultPageSize
@@ -147,14 +160,9 @@ func (a *API) listEventTypes(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	p := page[outbox.EventType]{Data: ets}
-	if p.Data == nil {
-		p.Data = []outbox.EventType{}
-	}
-	if more {
-		p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(ets[len(ets)-1].Name))
-	}
-	c.JSON(http.StatusOK, p)
+	c.JSON(http.StatusOK, pageOf(ets, more, func(et outbox.EventType) string {
+		return base64.RawURLEncoding.EncodeToString([]byte(et.Name))
+	}))
 }
 
 func (a *API) getEventType(c *gin.Context) {

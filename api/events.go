@@ -162,12 +162,5 @@ func (a *API) listEvents(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	p := page[outbox.Event]{Data: evs}
-	if p.Data == nil {
-		p.Data = []outbox.Event{}
-	}
-	if more {
-		p.NextCursor = idCursor(evs[len(evs)-1].ID)
-	}
-	c.JSON(http.StatusOK, p)
+	c.JSON(http.StatusOK, pageOf(evs, more, func(e outbox.Event) string { return idCursor(e.ID) }))
 }
