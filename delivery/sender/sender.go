@@ -72,6 +72,8 @@ type Result struct {
 	Latency      time.Duration
 	Err          error // transport error or non-2xx status
 	ResponseBody string
+	// RetryAfter is the wait a 429 or 503 asked for in Retry-After (0: none).
+	RetryAfter time.Duration
 }
 
 // Succeeded reports a 2xx answer.
@@ -145,7 +147,24 @@ func (s *Sender) Send(ctx context.Context, req Request) Result {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		res.Err = fmt.Errorf("status %d", resp.StatusCode)
 	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), s.now())
+	}
 	return res
+}
+
+// retryAfter reads Retry-After: delay-seconds or an HTTP date (RFC 9110).
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // CloseIdle closes idle connections.

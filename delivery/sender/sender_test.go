@@ -104,3 +104,19 @@ func TestSendSignsWithEveryKeyAndAddsHeaders(t *testing.T) {
 	require.Equal(t, "t1", r.Header.Get("X-Tenant"))
 	require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 2)
 }
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"120":                           2 * time.Minute,
+		"0":                             0,
+		"-5":                            0,
+		"soon":                          0,
+		"Wed, 25 Nov 2026 08:00:30 GMT": 30 * time.Second,
+		"Wed, 25 Nov 2026 07:00:00 GMT": 0,
+	} {
+		require.Equal(t, want, retryAfter(v, now), v)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -182,7 +183,16 @@ func (d *dispatcher) attempt(j job) {
 		if j.maxAttempts > 0 {
 			maxAttempts = j.maxAttempts
 		}
-		next = time.Now().Add(w.cfg.RetryDelay(n))
+		wait := w.cfg.RetryDelay(n)
+		if res.RetryAfter > wait { // 429/503 asked for longer: honour it, within RetryMax
+			wait = min(res.RetryAfter, w.cfg.RetryMax)
+		}
+		next = time.Now().Add(wait)
+		if res.StatusCode == http.StatusGone {
+			// 410: the endpoint is gone for good. Disable the subscription at
+			// once; this delivery stays pending and goes out if it is re-enabled.
+			d.disable(j.subscriptionID, "endpoint answered 410 Gone")
+		}
 		if n >= maxAttempts || (j.maxAge > 0 && next.After(j.createdAt.Add(j.maxAge))) {
 			status = delivery.StatusDead
 			if d.deadLetter(j, n, msg) {
@@ -321,4 +331,13 @@ func (j *job) setSubscription(secret string, previous *string, headers map[strin
 		j.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}
 	return nil
+}
+
+// disable turns a subscription off with a reason; its deliveries wait.
+func (d *dispatcher) disable(id uuid.UUID, reason string) {
+	if _, err := d.w.pool.Exec(d.ctx, q.DisableSub, id, reason); err != nil {
+		d.log.Error("could not disable subscription", "subscription_id", id, "error", err)
+		return
+	}
+	d.log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
 }

@@ -111,3 +111,8 @@ ON CONFLICT (key) DO UPDATE SET seq = GREATEST(key_progress.seq, EXCLUDED.seq);
 -- name: filtered_subscriptions
 SELECT id, event_types, filter FROM subscriptions
 WHERE filter IS NOT NULL AND deleted_at IS NULL AND state <> 'disabled';
+
+-- name: disable_subscription
+UPDATE subscriptions
+SET state = 'disabled', disabled_reason = $2, version = version + 1, updated_at = now()
+WHERE id = $1 AND state <> 'disabled';

@@ -45,6 +45,7 @@ var q struct {
 	ListenTopics      string `sql:"listen_topics"`
 	LoadProgress      string `sql:"load_progress"`
 	FilteredSubs      string `sql:"filtered_subscriptions"`
+	DisableSub        string `sql:"disable_subscription"`
 	SaveProgress      string `sql:"save_progress"`
 }
 

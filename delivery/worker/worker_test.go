@@ -474,3 +474,42 @@ func TestWorkerAppliesFiltersAndRetryPolicy(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestWorkerDisablesOn410AndHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	gone := newEndpoint(t, func(int64) (int, time.Duration) { return http.StatusGone, 0 })
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(busy.Close)
+	gs := b.subscribe(t, gone.srv.URL)
+	bs := b.subscribe(t, busy.URL)
+	b.startWorker(t, worker.Config{RetryInitial: 20 * time.Millisecond, RetryMax: time.Minute})
+	ev := b.publish(t, "k", 1)
+
+	require.Eventually(t, func() bool {
+		s, err := b.subs.GetSubscription(ctx, gs.ID)
+		return err == nil && s.State == delivery.StateDisabled
+	}, 20*time.Second, 10*time.Millisecond, "410 disables the subscription")
+	s, err := b.subs.GetSubscription(ctx, gs.ID)
+	require.NoError(t, err)
+	require.Equal(t, "endpoint answered 410 Gone", *s.DisabledReason)
+
+	var d delivery.Delivery
+	require.Eventually(t, func() bool {
+		ds, _, _ := b.subs.ListDeliveries(ctx, delivery.Filter{EventID: &ev.ID, SubscriptionID: &bs.ID})
+		if len(ds) == 1 && len(ds[0].AttemptLog) == 1 {
+			d = ds[0]
+			return true
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond)
+	wait := d.NextAttemptAt.Sub(d.AttemptLog[0].StartedAt)
+	require.GreaterOrEqual(t, wait, 2900*time.Millisecond, "Retry-After: 3 beats the 20ms backoff")
+
+	time.Sleep(300 * time.Millisecond) // several poll rounds: the disabled subscription is not retried
+	require.Equal(t, int64(1), gone.n.Load())
+}
