@@ -241,18 +241,6 @@ func (a *API) internal(c *gin.Context, err error) {
 	ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusInternalServerError, "", "internal error; see the server log for request "+ecshttp.RequestID(c)))
 }
 
-// list wraps collections so fields (pagination) can be added without breaking clients.
-type list[T any] struct {
-	Data []T `json:"data"`
-}
-
-func newList[T any](items []T) list[T] {
-	if items == nil {
-		items = []T{}
-	}
-	return list[T]{Data: items}
-}
-
 // LoadConfig reads ECS_API_* variables.
 func LoadConfig(e *config.Env) Config {
 	return Config{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -31,11 +32,15 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
-	e := ecshttp.NewEngine(logging.Discard(), nil)
-	require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, pool,
-		func(n string) string { return "ecs.events." + n }, logging.Discard()))
-	// Every request and response of the tests is checked against the
-	// published OpenAPI document (contract_test.go).
+	return serve(t, pool, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, logging.Discard())
+}
+
+// serve mounts the API with cfg over pool and serves it. Every request and
+// response is checked against the published OpenAPI document (contract_test.go).
+func serve(t *testing.T, pool *pgxpool.Pool, cfg api.Config, log *slog.Logger) *testBundle {
+	t.Helper()
+	e := ecshttp.NewEngine(log, nil)
+	require.NoError(t, api.Mount(t.Context(), e, cfg, pool, func(n string) string { return "ecs.events." + n }, log))
 	srv := httptest.NewServer(validating(t, e))
 	t.Cleanup(srv.Close)
 	return &testBundle{srv: srv, pool: pool}

@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"log/slog"
-	"net/http/httptest"
 	"sync"
 	"testing"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/platform/db/dbtest"
-	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 )
 
 type syncBuffer struct {
@@ -36,11 +34,7 @@ func TestAuditRecordsChangesAndNoSecretLeaks(t *testing.T) {
 	pool, _ := dbtest.NewDB(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := ecshttp.NewEngine(log, nil)
-	require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}}, pool, func(n string) string { return "ecs.events." + n }, log))
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	b := &testBundle{srv: srv, pool: pool}
+	b := serve(t, pool, api.Config{Tokens: []string{token}}, log)
 
 	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.created"}`).code)
 	require.Equal(t, 200, b.do(t, "PATCH", "/v1/event-types/order.created", `{"description":"orders"}`).code)

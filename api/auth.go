@@ -302,7 +302,7 @@ func (a *API) listAPIKeys(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, newList(keys))
+	c.JSON(http.StatusOK, pageOf(keys, false, nil))
 }
 
 func (a *API) revokeAPIKey(c *gin.Context) {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/platform/db/dbtest"
-	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 	"github.com/eventconfigservice/ecs/platform/logging"
 )
 
@@ -110,11 +109,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 func jwtBundle(t *testing.T, cfg api.Config) *testBundle {
 	t.Helper()
 	pool, _ := dbtest.NewDB(t)
-	e := ecshttp.NewEngine(logging.Discard(), nil)
-	require.NoError(t, api.Mount(t.Context(), e, cfg, pool, func(n string) string { return "ecs.events." + n }, logging.Discard()))
-	srv := httptest.NewServer(validating(t, e))
-	t.Cleanup(srv.Close)
-	return &testBundle{srv: srv, pool: pool}
+	return serve(t, pool, cfg, logging.Discard())
 }
 
 func claims(scope string, mod func(jwt.MapClaims)) jwt.MapClaims {

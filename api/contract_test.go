@@ -39,7 +39,6 @@ import (
 
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/delivery/signature"
-	"github.com/eventconfigservice/ecs/delivery/worker"
 	"github.com/eventconfigservice/ecs/docs"
 	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/db/dbtest"
@@ -667,10 +666,10 @@ func TestDeadLettersMatchSpec(t *testing.T) {
 			Value: outbox.WebhookBody("order.created", time.Now(), []byte(`{"id":1,"tags":["a"]}`)),
 			Headers: []kgo.RecordHeader{
 				{Key: kafka.HeaderEventID, Value: []byte("01a21173-3496-795c-821c-6725ded937b3")},
-				{Key: worker.HeaderDLQSubscription, Value: []byte(sub)},
-				{Key: worker.HeaderDLQDelivery, Value: []byte("01a21173-3496-795c-821c-6725ded937b4")},
-				{Key: worker.HeaderDLQAttempts, Value: []byte(strconv.Itoa(8 + i))},
-				{Key: worker.HeaderDLQReason, Value: []byte("status 503")},
+				{Key: kafka.HeaderDLQSubscription, Value: []byte(sub)},
+				{Key: kafka.HeaderDLQDelivery, Value: []byte("01a21173-3496-795c-821c-6725ded937b4")},
+				{Key: kafka.HeaderDLQAttempts, Value: []byte(strconv.Itoa(8 + i))},
+				{Key: kafka.HeaderDLQReason, Value: []byte("status 503")},
 			}}
 		require.NoError(t, cl.ProduceSync(t.Context(), rec).FirstErr())
 	}
@@ -712,8 +711,8 @@ func TestWebhookMatchesAsyncAPISpec(t *testing.T) {
 		return slices.Sorted(maps.Keys(props))
 	}
 	require.ElementsMatch(t, []string{kafka.HeaderEventID, kafka.HeaderEventType, kafka.HeaderKeySeq}, properties("EventRecordHeaders"))
-	require.ElementsMatch(t, []string{"ecs-event-id", worker.HeaderDLQSubscription, worker.HeaderDLQDelivery, worker.HeaderDLQAttempts,
-		worker.HeaderDLQReason}, properties("DeadLetterHeaders"))
+	require.ElementsMatch(t, []string{"ecs-event-id", kafka.HeaderDLQSubscription, kafka.HeaderDLQDelivery, kafka.HeaderDLQAttempts,
+		kafka.HeaderDLQReason}, properties("DeadLetterHeaders"))
 	require.Subset(t, properties("WebhookHeaders"), []string{signature.HeaderID, signature.HeaderTimestamp, signature.HeaderSignature})
 
 	type received struct {

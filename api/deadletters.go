@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
+	"github.com/eventconfigservice/ecs/platform/kafka"
 )
 
 // DeadLetter is one record of the dead-letter topic.
@@ -67,7 +68,7 @@ func (a *API) listDeadLetters(c *gin.Context) {
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	c.JSON(http.StatusOK, newList(out))
+	c.JSON(http.StatusOK, pageOf(out, false, nil))
 }
 
 // readDeadLetters reads up to limit of the newest records of each partition.
@@ -132,8 +133,9 @@ func deadLetter(r *kgo.Record) DeadLetter {
 	for _, h := range r.Headers {
 		d.Headers[h.Key] = string(h.Value)
 	}
-	d.EventID, d.SubscriptionID, d.DeliveryID, d.Reason = d.Headers["ecs-event-id"], d.Headers["ecs-subscription-id"], d.Headers["ecs-delivery-id"], d.Headers["ecs-dlq-reason"]
-	d.Attempts, _ = strconv.Atoi(d.Headers["ecs-attempts"])
+	d.EventID, d.SubscriptionID = d.Headers[kafka.HeaderEventID], d.Headers[kafka.HeaderDLQSubscription]
+	d.DeliveryID, d.Reason = d.Headers[kafka.HeaderDLQDelivery], d.Headers[kafka.HeaderDLQReason]
+	d.Attempts, _ = strconv.Atoi(d.Headers[kafka.HeaderDLQAttempts])
 	if json.Valid(r.Value) {
 		d.Body = r.Value
 	}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -113,7 +112,7 @@ type page[T any] struct {
 }
 
 // pageOf is one page of a list: items (never null in JSON) and, when more
-// follow, the cursor of its last item.
+// follow, the cursor of its last item. Unpaged lists are pageOf(items, false, nil).
 func pageOf[T any](items []T, more bool, cursor func(T) string) page[T] {
 	p := page[T]{Data: items}
 	if p.Data == nil {
@@ -125,34 +124,14 @@ func pageOf[T any](items []T, more bool, cursor func(T) string) page[T] {
 	return p
 }
 
-// pageParams reads limit (1 to 1000, default 100) and cursor.
-func pageParams(c *gin.Context) (after string, limit int, fields []ecshttp.FieldError) {
-	limit = outbox.DefaultPageSize
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > outbox.MaxPageSize {
-			fields = append(fields, ecshttp.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
-		}
-		limit = n
-	}
-	if v := c.Query("cursor"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(b) == 0 {
-			fields = append(fields, ecshttp.FieldError{Field: "cursor", Message: "is not a cursor this API returned"})
-		}
-		after = string(b)
-	}
-	return after, limit, fields
-}
-
 func (a *API) listEventTypes(c *gin.Context) {
-	after, limit, fields := pageParams(c)
+	qp := &query{c: c}
+	after, limit := qp.nameCursor(), qp.limit()
 	archived := c.Query("include_archived")
 	if archived != "" && archived != "true" && archived != "false" {
-		fields = append(fields, ecshttp.FieldError{Field: "include_archived", Message: "must be true or false"})
+		qp.bad("include_archived", "must be true or false")
 	}
-	if len(fields) > 0 {
-		ecshttp.WriteProblem(c, ecshttp.Validation("invalid query parameters", fields...))
+	if !qp.ok() {
 		return
 	}
 	ets, more, err := a.outbox.ListEventTypes(c, after, limit, archived == "true")
@@ -160,9 +139,7 @@ func (a *API) listEventTypes(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, pageOf(ets, more, func(et outbox.EventType) string {
-		return base64.RawURLEncoding.EncodeToString([]byte(et.Name))
-	}))
+	c.JSON(http.StatusOK, pageOf(ets, more, func(et outbox.EventType) string { return nameCursor(et.Name) }))
 }
 
 func (a *API) getEventType(c *gin.Context) {

@@ -1,14 +1,12 @@
 package api_test
 
 import (
-	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/platform/db/dbtest"
-	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 	"github.com/eventconfigservice/ecs/platform/logging"
 )
 
@@ -53,13 +51,7 @@ func TestEventTypeSchemaIsEnforced(t *testing.T) {
 func TestEventTypeChangesReachOtherReplicasAtOnce(t *testing.T) {
 	t.Parallel()
 	pool, _ := dbtest.NewDB(t)
-	replica := func() *testBundle {
-		e := ecshttp.NewEngine(logging.Discard(), nil)
-		require.NoError(t, api.Mount(t.Context(), e, api.Config{Tokens: []string{token}}, pool, func(n string) string { return "ecs.events." + n }, logging.Discard()))
-		srv := httptest.NewServer(e)
-		t.Cleanup(srv.Close)
-		return &testBundle{srv: srv}
-	}
+	replica := func() *testBundle { return serve(t, pool, api.Config{Tokens: []string{token}}, logging.Discard()) }
 	a, b := replica(), replica()
 	require.Equal(t, 201, a.do(t, "POST", "/v1/event-types", `{"name":"order.paid"}`).code)
 	require.Equal(t, 202, a.do(t, "POST", "/v1/events", `{"type":"order.paid","data":{"amount":-1}}`).code, "a caches the type")

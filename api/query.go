@@ -115,3 +115,19 @@ func (q *query) seqCursor() *int64 {
 func seqCursor(n int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
 }
+
+// nameCursor reads a cursor this API returned for a name-ordered list.
+func (q *query) nameCursor() string {
+	v := q.c.Query("cursor")
+	if v == "" {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(b) == 0 {
+		q.bad("cursor", "is not a cursor this API returned")
+		return ""
+	}
+	return string(b)
+}
+
+func nameCursor(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,7 +115,7 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 			switch {
 			case !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) || len(v) > 4096:
 				bad("headers."+k, "must be a valid HTTP header name and value")
-			case strings.HasPrefix(lk, "webhook-") || strings.HasPrefix(lk, "proxy-") || containsFold(reservedHeaders, lk):
+			case strings.HasPrefix(lk, "webhook-") || strings.HasPrefix(lk, "proxy-") || slices.Contains(reservedHeaders, lk):
 				bad("headers."+k, "is set by the platform and cannot be overridden")
 			}
 		}
@@ -159,15 +160,6 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 		}
 	}
 	return fields, nil
-}
-
-func containsFold(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // checkPatterns validates event type patterns: exact names of existing,
@@ -279,7 +271,7 @@ func (a *API) listSubscriptions(c *gin.Context) {
 		a.internal(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, newList(subs))
+	c.JSON(http.StatusOK, pageOf(subs, false, nil))
 }
 
 func (a *API) getSubscription(c *gin.Context) {

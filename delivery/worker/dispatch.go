@@ -17,6 +17,7 @@ import (
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/platform/kafka"
 )
 
 // job is one attempt to make.
@@ -272,14 +273,6 @@ func (d *dispatcher) retryLater(ctx context.Context) {
 	d.release(ctx, ids)
 }
 
-// Header names of dead-letter records.
-const (
-	HeaderDLQSubscription = "ecs-subscription-id"
-	HeaderDLQDelivery     = "ecs-delivery-id"
-	HeaderDLQAttempts     = "ecs-attempts"
-	HeaderDLQReason       = "ecs-dlq-reason"
-)
-
 // deadLetter produces j to the dead-letter topic, waiting for the acknowledgement.
 func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
 	rec := &kgo.Record{
@@ -287,11 +280,11 @@ func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
 		Key:   []byte(j.orderKey),
 		Value: j.body,
 		Headers: []kgo.RecordHeader{
-			{Key: "ecs-event-id", Value: []byte(j.eventID.String())},
-			{Key: HeaderDLQSubscription, Value: []byte(j.subscriptionID.String())},
-			{Key: HeaderDLQDelivery, Value: []byte(j.deliveryID.String())},
-			{Key: HeaderDLQAttempts, Value: []byte(strconv.Itoa(attempts))},
-			{Key: HeaderDLQReason, Value: []byte(reason)},
+			{Key: kafka.HeaderEventID, Value: []byte(j.eventID.String())},
+			{Key: kafka.HeaderDLQSubscription, Value: []byte(j.subscriptionID.String())},
+			{Key: kafka.HeaderDLQDelivery, Value: []byte(j.deliveryID.String())},
+			{Key: kafka.HeaderDLQAttempts, Value: []byte(strconv.Itoa(attempts))},
+			{Key: kafka.HeaderDLQReason, Value: []byte(reason)},
 		},
 	}
 	if err := d.cl.ProduceSync(d.ctx, rec).FirstErr(); err != nil {

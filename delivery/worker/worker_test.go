@@ -219,9 +219,9 @@ func TestWorkerDeadLettersAfterLastAttempt(t *testing.T) {
 		headers[h.Key] = string(h.Value)
 	}
 	require.Equal(t, ev.ID.String(), headers[kafka.HeaderEventID])
-	require.Equal(t, sub.ID.String(), headers[worker.HeaderDLQSubscription])
-	require.Equal(t, "3", headers[worker.HeaderDLQAttempts])
-	require.Equal(t, "status 503", headers[worker.HeaderDLQReason])
+	require.Equal(t, sub.ID.String(), headers[kafka.HeaderDLQSubscription])
+	require.Equal(t, "3", headers[kafka.HeaderDLQAttempts])
+	require.Equal(t, "status 503", headers[kafka.HeaderDLQReason])
 	require.JSONEq(t, string(outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data)), string(rec.Value))
 
 	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Status == delivery.StatusDead }, 10*time.Second, 10*time.Millisecond)

@@ -154,25 +154,26 @@ func (r *Relay) setLeading(v bool) {
 // Start runs the relay in the background. It can be started again after Stop.
 func (r *Relay) Start(ctx context.Context) error {
 	// Fail fast on bad options; the clients that produce are made per lead.
-	cl, err := r.newClient()
-	if err != nil {
-		return err
+	if err := kgo.ValidateOpts(r.clientOpts()...); err != nil {
+		return fmt.Errorf("relay: kafka client: %w", err)
 	}
-	cl.Close()
 	r.StartRun(ctx, r.run)
 	return nil
 }
 
-// newClient makes a producer: a fresh idempotent producer session.
-func (r *Relay) newClient() (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
+func (r *Relay) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{
 		kgo.SeedBrokers(r.kcfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // with the idempotent producer (kgo's default)
 		kgo.RecordDeliveryTimeout(r.cfg.ProduceTimeout),
 		kgo.ProducerLinger(0), // a batch is produced whole and awaited: lingering only adds latency
 		kgo.ClientID("ecs-relay"),
 	}, r.kopts...)
-	cl, err := kgo.NewClient(opts...)
+}
+
+// newClient makes a producer: a fresh idempotent producer session.
+func (r *Relay) newClient() (*kgo.Client, error) {
+	cl, err := kgo.NewClient(r.clientOpts()...)
 	if err != nil {
 		return nil, fmt.Errorf("relay: kafka client: %w", err)
 	}

@@ -27,6 +27,14 @@ const (
 	HeaderKeySeq = "ecs-key-seq"
 )
 
+// Header names of dead-letter records, beside HeaderEventID.
+const (
+	HeaderDLQSubscription = "ecs-subscription-id"
+	HeaderDLQDelivery     = "ecs-delivery-id"
+	HeaderDLQAttempts     = "ecs-attempts"
+	HeaderDLQReason       = "ecs-dlq-reason"
+)
+
 // Config holds the topic layout.
 type Config struct {
 	// Brokers are the seed brokers (ECS_KAFKA_BROKERS).
