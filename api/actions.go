@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -10,21 +11,110 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/outbox"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 )
 
-// subscriptionAction serves POST /v1/subscriptions/{id}:replay (gin cannot
-// route a literal ":verb" after a parameter, so the verb is split off here).
+// subscriptionAction serves POST /v1/subscriptions/{id}:replay and
+// {id}:enable (gin cannot route a literal ":verb" after a parameter, so the verb
+// is split off here).
 func (a *API) subscriptionAction(c *gin.Context) {
 	raw, verb, _ := strings.Cut(c.Param("id"), ":")
 	id, err := uuid.Parse(raw)
-	if err != nil || verb != "replay" {
-		ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no route POST "+c.Request.URL.Path))
+	switch {
+	case err != nil:
+	case verb == "replay":
+		if allowed(c, ScopeDeliveriesWrite) {
+			a.replay(c, id)
+		}
+		return
+	case verb == "enable":
+		if allowed(c, ScopeConfigWrite) {
+			a.enable(c, id)
+		}
 		return
 	}
+	ecshttp.WriteProblem(c, ecshttp.NewProblem(http.StatusNotFound, "", "no route POST "+c.Request.URL.Path))
+}
+
+// enable re-activates a subscription, typically one the worker disabled. Its
+// deliveries that were waiting go out (from where it stopped); with
+// replay_missed, so do the events accepted while it was disabled. The run of
+// failures that disabled it is forgotten.
+func (a *API) enable(c *gin.Context, id uuid.UUID) {
+	var req struct {
+		ReplayMissed bool `json:"replay_missed"`
+	}
+	if c.Request.ContentLength != 0 && !a.decode(c, &req) {
+		return
+	}
+	var out delivery.Subscription
+	var replayed int64
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
+		store := a.deliveries.Tx(tx)
+		cur, err := store.GetSubscription(c, id)
+		if err != nil {
+			return audit{}, err
+		}
+		next := cur
+		next.State, next.DisabledReason = delivery.StateActive, nil
+		if out, err = store.UpdateSubscription(c, next, cur.Version); err != nil {
+			return audit{}, err
+		}
+		if req.ReplayMissed && cur.DisabledAt != nil {
+			if replayed, err = store.Replay(c, id, *cur.DisabledAt, time.Now(), false); err != nil {
+				return audit{}, err
+			}
+		}
+		return audit{action: "subscription.enable", resourceType: "subscription", resourceID: id.String(), before: cur,
+			after: gin.H{"subscription": out, "replay_missed": req.ReplayMissed, "replayed": replayed}}, nil
+	})
+	if err != nil {
+		a.fail(c, err, "subscription "+id.String())
+		return
+	}
+	c.Header("ETag", etag(out.Version))
+	c.JSON(http.StatusOK, gin.H{"subscription": out, "replayed": replayed})
+}
+
+// publicKey answers the keys that verify the subscription's v1a signatures:
+// the current one, and during a rotation the previous one.
+func (a *API) publicKey(c *gin.Context) {
+	sub, ok := a.pathSubscription(c)
+	if !ok {
+		return
+	}
+	sg, err := a.deliveries.SigningSecrets(c, sub.ID)
+	if err != nil {
+		a.fail(c, err, "subscription "+sub.ID.String())
+		return
+	}
+	if sg.SigningKey == nil {
+		a.internal(c, errors.New("subscription has no signing key"))
+		return
+	}
+	key, err := signature.SigningKey(*sg.SigningKey)
+	if err != nil {
+		a.internal(c, err)
+		return
+	}
+	out := gin.H{}
+	cur := signature.PublicKeysOf(key)
+	out["public_key"], out["spki"], out["jwk"] = cur.PublicKey, cur.SPKI, cur.JWK
+	if sg.PreviousSigningKey != nil && sub.PreviousSecretUntil != nil {
+		if old, err := signature.SigningKey(*sg.PreviousSigningKey); err == nil {
+			out["previous"] = signature.PublicKeysOf(old)
+			out["previous_until"] = sub.PreviousSecretUntil
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// replay serves POST /v1/subscriptions/{id}:replay.
+func (a *API) replay(c *gin.Context, id uuid.UUID) {
 	var req struct {
 		Since      *time.Time `json:"since"`
 		Until      *time.Time `json:"until"`
@@ -42,7 +132,7 @@ func (a *API) subscriptionAction(c *gin.Context) {
 		return
 	}
 	var n int64
-	err = a.change(c, func(tx pgx.Tx) (audit, error) {
+	err := a.change(c, func(tx pgx.Tx) (audit, error) {
 		var err error
 		n, err = a.deliveries.Tx(tx).Replay(c, id, *req.Since, until, req.OnlyFailed)
 		return audit{action: "subscription.replay", resourceType: "subscription", resourceID: id.String(),
@@ -120,19 +210,15 @@ func (a *API) testSubscription(c *gin.Context) {
 		a.fail(c, err, "subscription "+id.String())
 		return
 	}
-	secret, previous, err := a.deliveries.SigningSecrets(c, id)
+	signing, err := a.deliveries.SigningSecrets(c, id)
 	if err != nil {
 		a.fail(c, err, "subscription "+id.String())
 		return
 	}
-	keys := [][]byte{}
-	for _, s := range []*string{&secret, previous} {
-		if s == nil {
-			continue
-		}
-		if k, err := signature.Key(*s); err == nil {
-			keys = append(keys, k)
-		}
+	keys, edKeys, err := signing.Keys()
+	if err != nil {
+		a.internal(c, err)
+		return
 	}
 	var data []byte
 	if data, err = json.Marshal(req.Data); err != nil || !json.Valid(req.Data) {
@@ -145,7 +231,7 @@ func (a *API) testSubscription(c *gin.Context) {
 	}
 	webhookID := "test_" + uuid.Must(uuid.NewV7()).String()
 	res := a.sender.Send(c, sender.Request{URL: sub.URL, ID: webhookID, Body: outbox.WebhookBody(req.Type, time.Now(), data),
-		Keys: keys, Headers: sub.Headers, Timeout: timeout})
+		Keys: keys, SigningKeys: edKeys, Headers: sub.Headers, Timeout: timeout})
 	out := testAttempt{WebhookID: webhookID, StatusCode: res.StatusCode, LatencyMS: float64(res.Latency.Microseconds()) / 1000,
 		Succeeded: res.Succeeded(), ResponseBody: res.ResponseBody}
 	if res.Err != nil {

@@ -98,7 +98,7 @@ func TestSubscriptionTestEndpoint(t *testing.T) {
 	require.Equal(t, 404, b.do(t, "POST", "/v1/subscriptions/01a21173-0000-7000-8000-00000000ffff/test", "").code)
 
 	// In dev mode (http allowed) against a plain receiver: signed, with headers.
-	dev := jwtBundle(t, api.Config{Tokens: []string{token}, AllowHTTPURLs: true})
+	dev := jwtBundle(t, api.Config{Tokens: []string{token}, AllowHTTPURLs: true, Egress: loopbackOK})
 	plain := httptest.NewServer(srv.Config.Handler)
 	t.Cleanup(plain.Close)
 	require.Equal(t, 201, dev.do(t, "POST", "/v1/event-types", `{"name":"order.created"}`).code)

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/docs"
 	"github.com/eventconfigservice/ecs/outbox"
@@ -55,6 +56,12 @@ type Config struct {
 	// MaxBatchBytes bounds a POST /v1/events:batch body
 	// (ECS_API_MAX_BATCH_BYTES, default 16 MiB).
 	MaxBatchBytes int64
+	// Egress says where subscription URLs may point: a URL whose host is or
+	// resolves to a private, loopback, link-local or reserved address is
+	// refused when saved, and test sends are checked at dial time like the
+	// worker's (ECS_OUTBOUND_ALLOW_NETWORKS; default none: only public
+	// addresses; the dev app allows loopback).
+	Egress egress.Config
 }
 
 // WithDefaults fills zero fields.
@@ -111,6 +118,7 @@ type API struct {
 	authn      *authenticator
 	pool       *pgxpool.Pool
 	sender     *sender.Sender // for POST /v1/subscriptions/{id}/test
+	egress     *egress.Guard  // checks subscription URLs when they are saved
 }
 
 // New returns the API. ctx bounds background work (JWKS refreshes).
@@ -123,8 +131,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, ob *outbox.Store, 
 	if err != nil {
 		return nil, err
 	}
+	if err := delivery.EnsureEventTypes(ctx, ob); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	return &API{cfg: cfg, outbox: ob, deliveries: ds, log: log.With("component", "api"), authn: authn, pool: pool,
-		sender: sender.New(sender.Config{})}, nil
+		sender: sender.New(sender.Config{Egress: cfg.Egress}), egress: egress.New(cfg.Egress)}, nil
 }
 
 // routes adds the /v1 routes to e, each with the scope it needs, and the
@@ -145,7 +156,8 @@ func (a *API) routes(e *gin.Engine) {
 	v1.DELETE("/subscriptions/:id", cw, a.deleteSubscription)
 	v1.POST(`/subscriptions/:id/secret\:rotate`, cw, a.rotateSecret)
 	v1.POST("/subscriptions/:id/test", cw, a.testSubscription)
-	v1.POST("/subscriptions/:id", need(ScopeDeliveriesWrite), a.subscriptionAction)
+	v1.GET("/subscriptions/:id/public-key", cr, a.publicKey)
+	v1.POST("/subscriptions/:id", a.subscriptionAction) // :replay, :enable; each checks its scope
 	ew, er := need(ScopeEventsWrite), need(ScopeEventsRead)
 	v1.POST("/events", ew, a.publishEvent)
 	v1.POST(`/events\:batch`, ew, a.publishBatch) // gin: "\:" is a literal colon
@@ -255,5 +267,6 @@ func LoadConfig(e *config.Env) Config {
 		KafkaBrokers:   e.List("ECS_KAFKA_BROKERS", nil),
 		DLQTopic:       e.String("ECS_KAFKA_DLQ_TOPIC", "ecs.dlq"),
 		SecretOverlap:  e.Duration("ECS_API_SECRET_ROTATION_OVERLAP", 24*time.Hour),
+		Egress:         egress.LoadConfig(e),
 	}
 }

@@ -86,6 +86,9 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{"GET", "/v1/events", "events:read"},
 		{"GET", "/v1/deliveries", "deliveries:read"},
 		{"POST", "/v1/deliveries/01a21173-0000-7000-8000-000000000001:retry", "deliveries:write"},
+		{"POST", "/v1/subscriptions/01a21173-0000-7000-8000-000000000001:replay", "deliveries:write"},
+		{"POST", "/v1/subscriptions/01a21173-0000-7000-8000-000000000001:enable", "config:write"},
+		{"GET", "/v1/subscriptions/01a21173-0000-7000-8000-000000000001/public-key", "config:read"},
 		{"GET", "/v1/api-keys", "admin"},
 	}
 	keys := map[string]string{}

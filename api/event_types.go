@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/outbox"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 )
@@ -38,6 +39,11 @@ func (a *API) createEventType(c *gin.Context) {
 	if !outbox.ValidEventTypeName(req.Name) {
 		ecshttp.WriteProblem(c, ecshttp.Validation("invalid event type name", ecshttp.FieldError{Field: "name",
 			Message: "must be lowercase words of letters, digits and _ joined by dots, e.g. order.created (at most 128 characters)"}))
+		return
+	}
+	if strings.HasPrefix(req.Name, delivery.PlatformTypePrefix) {
+		ecshttp.WriteProblem(c, ecshttp.Validation("reserved event type name", ecshttp.FieldError{Field: "name",
+			Message: "names under " + delivery.PlatformTypePrefix + " are reserved for the platform's own events"}))
 		return
 	}
 	spec := outbox.EventTypeSpec{Description: req.Description, Schema: schemaOrNil(req.Schema), Examples: req.Examples, Enabled: req.Enabled == nil || *req.Enabled}

@@ -92,8 +92,8 @@ func TestEventTypeConcurrencyAndArchive(t *testing.T) {
 	require.Equal(t, 422, arch.code)
 	require.Contains(t, arch.body["type"], "event-type-archived")
 	require.Equal(t, 422, b.do(t, "POST", "/v1/subscriptions", `{"url":"https://x.example","event_types":["order.paid"]}`).code)
-	require.Len(t, b.do(t, "GET", "/v1/event-types", "").body["data"], 0, "archived types are hidden")
-	require.Len(t, b.do(t, "GET", "/v1/event-types?include_archived=true", "").body["data"], 1)
+	require.Len(t, b.do(t, "GET", "/v1/event-types", "").body["data"], 1, "archived types are hidden; ecs.subscription.disabled remains")
+	require.Len(t, b.do(t, "GET", "/v1/event-types?include_archived=true", "").body["data"], 2)
 	require.Equal(t, true, b.do(t, "GET", "/v1/event-types/order.paid", "").body["archived"])
 
 	require.Equal(t, 200, b.do(t, "PATCH", "/v1/event-types/order.paid", `{"archived":false}`).code)
@@ -122,7 +122,8 @@ func TestEventTypePagination(t *testing.T) {
 			path = "/v1/event-types?limit=2&cursor=" + c
 		}
 	}
-	require.Equal(t, []any{"e.a", "e.b", "e.c", "e.d", "e.e"}, names)
+	// The platform's own type is listed too: subscribers pick it like any other.
+	require.Equal(t, []any{"e.a", "e.b", "e.c", "e.d", "e.e", "ecs.subscription.disabled"}, names)
 	require.Equal(t, 422, b.do(t, "GET", "/v1/event-types?cursor=!!", "").code)
 	require.Equal(t, 422, b.do(t, "GET", "/v1/event-types?limit=5000", "").code)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/outbox"
 	ecshttp "github.com/eventconfigservice/ecs/platform/http"
 )
@@ -23,8 +24,11 @@ type publishEventRequest struct {
 // ("" for a single event, "events[3]." in a batch).
 func (r publishEventRequest) check(prefix, idem, idemField string) []ecshttp.FieldError {
 	var fields []ecshttp.FieldError
-	if r.Type == "" {
+	switch {
+	case r.Type == "":
 		fields = append(fields, ecshttp.FieldError{Field: prefix + "type", Message: "is required"})
+	case strings.HasPrefix(r.Type, delivery.PlatformTypePrefix):
+		fields = append(fields, ecshttp.FieldError{Field: prefix + "type", Message: "types under " + delivery.PlatformTypePrefix + " are the platform's own events"})
 	}
 	if len(r.Data) == 0 || string(r.Data) == "null" {
 		fields = append(fields, ecshttp.FieldError{Field: prefix + "data", Message: "is required and must not be null"})

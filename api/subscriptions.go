@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/filter"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/outbox"
@@ -34,9 +35,14 @@ type subscriptionFields struct {
 	Headers        map[string]string `json:"headers"`
 	// TimeoutMS 0 means the worker's default.
 	TimeoutMS *int `json:"timeout_ms"`
-	// Filter and RetryPolicy: absent keeps, null clears.
-	Filter      json.RawMessage `json:"filter"`
-	RetryPolicy json.RawMessage `json:"retry_policy"`
+	// Filter, RetryPolicy, MaxConcurrency and RateLimit: absent keeps, null
+	// clears.
+	Filter           json.RawMessage `json:"filter"`
+	RetryPolicy      json.RawMessage `json:"retry_policy"`
+	MaxConcurrency   json.RawMessage `json:"max_concurrency"`
+	RateLimit        json.RawMessage `json:"rate_limit"`
+	Ordering         *string         `json:"ordering"`
+	SignatureSchemes []string        `json:"signature_schemes"`
 }
 
 type createSubscriptionRequest struct {
@@ -61,7 +67,20 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 		case u.Scheme == "http" && !a.cfg.AllowHTTPURLs:
 			bad("url", "must use https (plain http is allowed only in dev mode)")
 		default:
-			sub.URL = *f.URL
+			// The worker checks every connection again, so a name that
+			// resolves elsewhere later (DNS rebinding) gains nothing.
+			var blocked *egress.BlockedError
+			if err := a.egress.CheckURL(c, *f.URL); errors.As(err, &blocked) {
+				where := blocked.Addr.String()
+				if blocked.Host != "" {
+					where = blocked.Host + " resolves to " + where
+				}
+				bad("url", "must not point to a private, loopback, link-local or reserved address ("+where+")")
+			} else if err != nil {
+				bad("url", "must be an absolute https URL without credentials (at most 2048 characters)")
+			} else {
+				sub.URL = *f.URL
+			}
 		}
 	}
 	if f.EventTypes != nil {
@@ -138,16 +157,50 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 		dec.DisallowUnknownFields()
 		switch err := dec.Decode(&p); {
 		case err != nil:
-			bad("retry_policy", "must be {max_attempts?, max_age_seconds?} or null")
+			bad("retry_policy", "must be {max_attempts?, max_age_seconds?, schedule_seconds?} or null")
 		case p != nil && p.MaxAttempts != nil && (*p.MaxAttempts < 1 || *p.MaxAttempts > 50):
 			bad("retry_policy.max_attempts", "must be from 1 to 50")
 		case p != nil && p.MaxAgeSeconds != nil && (*p.MaxAgeSeconds < 60 || *p.MaxAgeSeconds > 30*24*3600):
 			bad("retry_policy.max_age_seconds", "must be from 60 to 2592000 (30 days)")
-		case p != nil && p.MaxAttempts == nil && p.MaxAgeSeconds == nil:
+		case p != nil && p.ScheduleSeconds != nil && (len(p.ScheduleSeconds) < 1 || len(p.ScheduleSeconds) > 50 ||
+			slices.ContainsFunc(p.ScheduleSeconds, func(s int) bool { return s < 1 || s > 7*24*3600 })):
+			bad("retry_policy.schedule_seconds", "must list 1 to 50 waits, each from 1 to 604800 seconds (7 days)")
+		case p != nil && p.MaxAttempts == nil && p.MaxAgeSeconds == nil && p.ScheduleSeconds == nil:
 			sub.RetryPolicy = nil
 		default:
 			sub.RetryPolicy = p
 		}
+	}
+	if f.MaxConcurrency != nil {
+		n, ok := nullableInt(f.MaxConcurrency, 1, 1000)
+		if !ok {
+			bad("max_concurrency", "must be from 1 to 1000, or null for the worker's default")
+		}
+		sub.MaxConcurrency = n
+	}
+	if f.RateLimit != nil {
+		n, ok := nullableInt(f.RateLimit, 1, 100000)
+		if !ok {
+			bad("rate_limit", "must be from 1 to 100000 requests per second, or null for none")
+		}
+		sub.RateLimit = n
+	}
+	if f.Ordering != nil {
+		switch *f.Ordering {
+		case delivery.Unordered, delivery.Ordered:
+			sub.Ordering = *f.Ordering
+		default:
+			bad("ordering", "must be unordered or ordered")
+		}
+	}
+	if f.SignatureSchemes != nil {
+		schemes := slices.Clone(f.SignatureSchemes)
+		slices.Sort(schemes)
+		schemes = slices.Compact(schemes)
+		if len(schemes) == 0 || slices.ContainsFunc(schemes, func(s string) bool { return s != signature.SchemeV1 && s != signature.SchemeV1a }) {
+			bad("signature_schemes", `must list "v1" (HMAC-SHA256), "v1a" (ed25519) or both`)
+		}
+		sub.SignatureSchemes = schemes
 	}
 	if f.TimeoutMS != nil {
 		switch t := *f.TimeoutMS; {
@@ -160,6 +213,18 @@ func (a *API) apply(c *gin.Context, f subscriptionFields, sub *delivery.Subscrip
 		}
 	}
 	return fields, nil
+}
+
+// nullableInt reads JSON null (nil) or a whole number in [lo, hi].
+func nullableInt(raw json.RawMessage, lo, hi int) (*int, bool) {
+	var n *int
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, false
+	}
+	if n != nil && (*n < lo || *n > hi) {
+		return nil, false
+	}
+	return n, true
 }
 
 // checkPatterns validates event type patterns: exact names of existing,
@@ -275,16 +340,24 @@ func (a *API) listSubscriptions(c *gin.Context) {
 }
 
 func (a *API) getSubscription(c *gin.Context) {
+	if sub, ok := a.pathSubscription(c); ok {
+		writeSubscription(c, http.StatusOK, sub)
+	}
+}
+
+// pathSubscription reads the subscription the path names, or answers 404 (or
+// 422 for a malformed id) and false.
+func (a *API) pathSubscription(c *gin.Context) (delivery.Subscription, bool) {
 	id, ok := pathID(c)
 	if !ok {
-		return
+		return delivery.Subscription{}, false
 	}
 	sub, err := a.deliveries.GetSubscription(c, id)
 	if err != nil {
 		a.fail(c, err, "subscription "+id.String())
-		return
+		return delivery.Subscription{}, false
 	}
-	writeSubscription(c, http.StatusOK, sub)
+	return sub, true
 }
 
 // patchSubscription applies a merge patch of the settable fields. Pausing holds

@@ -1,10 +1,17 @@
 package api_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/eventconfigservice/ecs/api"
+	"github.com/eventconfigservice/ecs/platform/db/dbtest"
+	"github.com/eventconfigservice/ecs/platform/logging"
 )
 
 func TestSubscriptionSettingsAndValidation(t *testing.T) {
@@ -112,4 +119,65 @@ func TestSubscriptionFilterAndRetryPolicy(t *testing.T) {
 		require.Equal(t, 422, r.code, name)
 		require.Equal(t, tc.field, fieldOf(r), name)
 	}
+}
+
+// TestSubscriptionURLMustBePublic: without an allow-list a subscription URL
+// that is, or resolves to, a private, loopback, link-local or reserved address
+// is refused on create and on PATCH, naming the address; with loopback allowed
+// it is accepted. A subscription saved where loopback was allowed still cannot
+// be reached from an API that does not allow it: the test send is checked at
+// dial time.
+func TestSubscriptionURLMustBePublic(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.NewDB(t)
+	strict := serve(t, pool, api.Config{Tokens: []string{token}, AllowHTTPURLs: true}, logging.Discard())
+	open := serve(t, pool, api.Config{Tokens: []string{token}, AllowHTTPURLs: true, Egress: loopbackOK}, logging.Discard())
+	require.Equal(t, 201, strict.do(t, "POST", "/v1/event-types", `{"name":"order.created"}`).code)
+
+	refused := func(t *testing.T, r response, named string) {
+		t.Helper()
+		require.Equal(t, 422, r.code, r.raw)
+		require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+		require.Equal(t, "url", fieldOf(r), r.raw)
+		require.Contains(t, r.raw, "must not point to a private, loopback, link-local or reserved address ("+named+")")
+	}
+	for _, tc := range []struct{ url, named string }{
+		{"http://127.0.0.1:9/x", "127.0.0.1"},
+		{"http://localhost:9/x", "localhost resolves to 127.0.0.1"},
+		{"http://169.254.169.254/latest/meta-data", "169.254.169.254"},
+		{"http://[::ffff:127.0.0.1]/x", "127.0.0.1"},
+		{"http://10.1.2.3/x", "10.1.2.3"},
+		{"http://[fe80::1]/x", "fe80::1"},
+		{"https://[fc00::1]:8443/x", "fc00::1"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			refused(t, strict.do(t, "POST", "/v1/subscriptions", `{"url":"`+tc.url+`","event_types":["order.created"]}`), tc.named)
+		})
+	}
+
+	var hits atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
+	for _, u := range []string{"http://127.0.0.1:9/x", "http://localhost:9/x", receiver.URL} {
+		r := open.do(t, "POST", "/v1/subscriptions", `{"url":"`+u+`","event_types":["order.created"]}`)
+		require.Equal(t, 201, r.code, r.raw)
+	}
+	pub := strict.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.created"]}`)
+	require.Equal(t, 201, pub.code, pub.raw)
+	refused(t, strict.do(t, "PATCH", "/v1/subscriptions/"+pub.body["id"].(string), `{"url":"http://127.0.0.1:9/x"}`), "127.0.0.1")
+
+	sub := open.do(t, "POST", "/v1/subscriptions", `{"url":"`+receiver.URL+`","event_types":["order.created"]}`)
+	require.Equal(t, 201, sub.code, sub.raw)
+	test := "/v1/subscriptions/" + sub.body["id"].(string) + "/test"
+	r := strict.do(t, "POST", test, "")
+	require.Equal(t, 200, r.code, r.raw)
+	require.Equal(t, false, r.body["succeeded"], r.raw)
+	require.Contains(t, r.body["error"], "is not a permitted destination")
+	require.Zero(t, hits.Load(), "nothing reached the receiver")
+	r = open.do(t, "POST", test, "")
+	require.Equal(t, true, r.body["succeeded"], r.raw)
+	require.EqualValues(t, 1, hits.Load())
 }

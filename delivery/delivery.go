@@ -5,6 +5,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/ed25519"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/db"
 )
 
@@ -66,19 +69,38 @@ func ValidStatus(s string) bool {
 	return false
 }
 
-// RetryPolicy bounds a subscription's retries; nil fields keep the worker's
-// defaults.
+// RetryPolicy shapes a subscription's retries; absent fields keep the worker's
+// defaults (ECS_WORKER_RETRY_SCHEDULE, ECS_WORKER_MAX_ATTEMPTS, no age limit).
 type RetryPolicy struct {
+	// MaxAttempts counts every attempt, the first included. Without it, a
+	// subscription with its own schedule gets one attempt per step plus the first.
 	MaxAttempts   *int `json:"max_attempts,omitempty"`
 	MaxAgeSeconds *int `json:"max_age_seconds,omitempty"`
+	// ScheduleSeconds are the waits after each failed attempt; past its end the
+	// last wait repeats. Each wait gets ±20% jitter.
+	ScheduleSeconds []int `json:"schedule_seconds,omitempty"`
 }
 
-func (p *RetryPolicy) columns() (attempts, age *int) {
+func (p *RetryPolicy) columns() (attempts, age *int, schedule []int32) {
 	if p == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return p.MaxAttempts, p.MaxAgeSeconds
+	for _, s := range p.ScheduleSeconds {
+		schedule = append(schedule, int32(s))
+	}
+	return p.MaxAttempts, p.MaxAgeSeconds, schedule
 }
+
+// Orderings of a subscription's deliveries.
+const (
+	// Unordered sends each delivery as soon as it can: the fastest, and a
+	// failing delivery holds nothing back. First attempts still go out in key
+	// order.
+	Unordered = "unordered"
+	// Ordered makes a delivery wait until the earlier deliveries of the same event
+	// key to the same subscription have succeeded or died.
+	Ordered = "ordered"
+)
 
 // Subscription states.
 const (
@@ -109,8 +131,28 @@ type Subscription struct {
 	Filter *string `json:"filter"`
 	// RetryPolicy overrides the worker's attempts and adds a maximum age.
 	RetryPolicy *RetryPolicy `json:"retry_policy"`
-	// PreviousSecretUntil, during a rotation, is when the old secret stops
-	// signing beside the new one.
+	// MaxConcurrency caps this subscription's attempts in flight at once, per
+	// worker (null: ECS_WORKER_LANES, default 16).
+	MaxConcurrency *int `json:"max_concurrency"`
+	// RateLimit caps requests per second to this subscription, per worker
+	// (null: unlimited).
+	RateLimit *int `json:"rate_limit"`
+	// Ordering is Unordered (the default) or Ordered.
+	Ordering string `json:"ordering"`
+	// SignatureSchemes are the signatures sent: "v1" (HMAC-SHA256 with the
+	// secret) and/or "v1a" (ed25519; verify with PublicKey). Default ["v1"].
+	SignatureSchemes []string `json:"signature_schemes"`
+	// PublicKey verifies v1a signatures ("whpk_" + base64 of the ed25519 key).
+	PublicKey string `json:"public_key,omitempty"`
+	// SigningKey is the v1a private key; it never leaves the platform.
+	SigningKey string `json:"-"`
+	// FailingSince starts the current run of failed attempts; a subscription
+	// failing for ECS_WORKER_DISABLE_AFTER (default 5 days) is disabled.
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	// DisabledAt is when the subscription was disabled.
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+	// PreviousSecretUntil, during a rotation, is when the old secret (and the old
+	// signing key) stop signing beside the new ones.
 	PreviousSecretUntil *time.Time `json:"previous_secret_until,omitempty"`
 	Version             int        `json:"version"`
 	CreatedAt           time.Time  `json:"created_at"`
@@ -174,9 +216,17 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 	if sub.State == "" {
 		sub.State = StateActive
 	}
-	attempts, age := sub.RetryPolicy.columns()
+	sub.defaults()
+	if sub.SigningKey == "" {
+		var err error
+		if sub.SigningKey, err = signature.NewSigningKey(); err != nil {
+			return Subscription{}, err
+		}
+	}
+	attempts, age, schedule := sub.RetryPolicy.columns()
 	out, err := scanSubscription(s.x.QueryRow(ctx, q.CreateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description, sub.Secret,
-		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, sub.Filter, attempts, age))
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, sub.Filter, attempts, age,
+		schedule, sub.MaxConcurrency, sub.RateLimit, sub.Ordering, sub.SignatureSchemes, sub.SigningKey))
 	if err != nil {
 		return Subscription{}, fmt.Errorf("delivery: create subscription: %w", err)
 	}
@@ -191,13 +241,35 @@ func mapOrEmpty(m map[string]string) map[string]string {
 	return m
 }
 
+// defaults fills the settings a caller left empty.
+func (sub *Subscription) defaults() {
+	if sub.Ordering == "" {
+		sub.Ordering = Unordered
+	}
+	if len(sub.SignatureSchemes) == 0 {
+		sub.SignatureSchemes = []string{signature.SchemeV1}
+	}
+}
+
 func scanSubscription(r pgx.Row) (Subscription, error) {
 	var sub Subscription
 	var attempts, age *int
+	var schedule []int32
+	var signingKey *string
 	err := r.Scan(&sub.ID, &sub.URL, &sub.EventTypes, &sub.Description, &sub.State, &sub.DisabledReason, &sub.Metadata, &sub.Headers,
-		&sub.TimeoutMS, &sub.PreviousSecretUntil, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt, &sub.Filter, &attempts, &age)
-	if attempts != nil || age != nil {
+		&sub.TimeoutMS, &sub.PreviousSecretUntil, &sub.Version, &sub.CreatedAt, &sub.UpdatedAt, &sub.Filter, &attempts, &age,
+		&schedule, &sub.MaxConcurrency, &sub.RateLimit, &sub.Ordering, &sub.SignatureSchemes, &signingKey, &sub.FailingSince, &sub.DisabledAt)
+	if attempts != nil || age != nil || schedule != nil {
 		sub.RetryPolicy = &RetryPolicy{MaxAttempts: attempts, MaxAgeSeconds: age}
+		for _, s := range schedule {
+			sub.RetryPolicy.ScheduleSeconds = append(sub.RetryPolicy.ScheduleSeconds, int(s))
+		}
+	}
+	if signingKey != nil {
+		sub.SigningKey = *signingKey
+		if key, kerr := signature.SigningKey(*signingKey); kerr == nil {
+			sub.PublicKey = signature.PublicKeysOf(key).PublicKey
+		}
 	}
 	if sub.PreviousSecretUntil != nil && sub.PreviousSecretUntil.Before(time.Now()) {
 		sub.PreviousSecretUntil = nil
@@ -233,9 +305,15 @@ var ErrVersionMismatch = errors.New("subscription was changed since it was read"
 // UpdateSubscription writes sub's settable fields if the subscription is still
 // at version.
 func (s *Store) UpdateSubscription(ctx context.Context, sub Subscription, version int) (Subscription, error) {
-	attempts, age := sub.RetryPolicy.columns()
+	sub.defaults()
+	attempts, age, schedule := sub.RetryPolicy.columns()
+	fresh, err := signature.NewSigningKey()
+	if err != nil {
+		return Subscription{}, err
+	}
 	out, err := scanSubscription(s.x.QueryRow(ctx, q.UpdateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description,
-		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version, sub.Filter, attempts, age))
+		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version, sub.Filter, attempts, age,
+		schedule, sub.MaxConcurrency, sub.RateLimit, sub.Ordering, sub.SignatureSchemes, fresh))
 	if db.IsNoRows(err) {
 		if _, gerr := s.GetSubscription(ctx, sub.ID); gerr != nil {
 			return Subscription{}, gerr
@@ -248,10 +326,14 @@ func (s *Store) UpdateSubscription(ctx context.Context, sub Subscription, versio
 	return out, nil
 }
 
-// RotateSecret makes secret the signing secret; the old one keeps signing
-// beside it until overlapUntil.
+// RotateSecret makes secret the signing secret and issues a new v1a signing
+// key; the old ones keep signing beside them until overlapUntil.
 func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, overlapUntil time.Time) (Subscription, error) {
-	out, err := scanSubscription(s.x.QueryRow(ctx, q.RotateSecret, id, secret, overlapUntil))
+	signingKey, err := signature.NewSigningKey()
+	if err != nil {
+		return Subscription{}, err
+	}
+	out, err := scanSubscription(s.x.QueryRow(ctx, q.RotateSecret, id, secret, overlapUntil, signingKey))
 	if db.IsNoRows(err) {
 		return Subscription{}, ErrNotFound
 	}
@@ -436,19 +518,27 @@ func (s *Store) Redrive(ctx context.Context, subscription *uuid.UUID, since, unt
 	return tag.RowsAffected(), nil
 }
 
-// SigningSecrets returns a subscription's secret and, during a rotation, the
-// previous one. Only the platform itself may see them (to sign).
-func (s *Store) SigningSecrets(ctx context.Context, id uuid.UUID) (string, *string, error) {
-	var secret string
-	var previous *string
-	err := s.x.QueryRow(ctx, q.SigningSecrets, id).Scan(&secret, &previous)
+// Signing is what signs a subscription's webhooks. Only the platform itself
+// may see it.
+type Signing struct {
+	Secret             string  // the v1 secret
+	PreviousSecret     *string // during a rotation
+	SigningKey         *string // the v1a key ("whsk_")
+	PreviousSigningKey *string // during a rotation
+	Schemes            []string
+}
+
+// SigningSecrets returns what signs a subscription's webhooks.
+func (s *Store) SigningSecrets(ctx context.Context, id uuid.UUID) (Signing, error) {
+	var sg Signing
+	err := s.x.QueryRow(ctx, q.SigningSecrets, id).Scan(&sg.Secret, &sg.PreviousSecret, &sg.SigningKey, &sg.PreviousSigningKey, &sg.Schemes)
 	if db.IsNoRows(err) {
-		return "", nil, ErrNotFound
+		return Signing{}, ErrNotFound
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("delivery: signing secrets: %w", err)
+		return Signing{}, fmt.Errorf("delivery: signing secrets: %w", err)
 	}
-	return secret, previous, nil
+	return sg, nil
 }
 
 // TypeMatches says whether an event type is wanted by a subscription's
@@ -464,4 +554,91 @@ func TypeMatches(t string, patterns []string) bool {
 		}
 	}
 	return false
+}
+
+// Keys decodes the keys of the schemes the subscription asked for: HMAC keys
+// for v1, ed25519 keys for v1a, each the current one then, during a rotation,
+// the previous one. A current key that does not decode is an error (nothing
+// unsigned is ever sent); a bad previous key is skipped.
+func (sg Signing) Keys() (hmacKeys [][]byte, edKeys []ed25519.PrivateKey, err error) {
+	for _, scheme := range sg.Schemes {
+		switch scheme {
+		case signature.SchemeV1:
+			key, err := signature.Key(sg.Secret)
+			if err != nil {
+				return nil, nil, err
+			}
+			hmacKeys = append(hmacKeys, key)
+			if sg.PreviousSecret != nil {
+				if old, err := signature.Key(*sg.PreviousSecret); err == nil {
+					hmacKeys = append(hmacKeys, old)
+				}
+			}
+		case signature.SchemeV1a:
+			if sg.SigningKey == nil {
+				return nil, nil, signature.ErrBadSigningKey
+			}
+			key, err := signature.SigningKey(*sg.SigningKey)
+			if err != nil {
+				return nil, nil, err
+			}
+			edKeys = append(edKeys, key)
+			if sg.PreviousSigningKey != nil {
+				if old, err := signature.SigningKey(*sg.PreviousSigningKey); err == nil {
+					edKeys = append(edKeys, old)
+				}
+			}
+		}
+	}
+	if len(hmacKeys) == 0 && len(edKeys) == 0 {
+		return nil, nil, errors.New("delivery: subscription has no signature scheme")
+	}
+	return hmacKeys, edKeys, nil
+}
+
+// PlatformTypePrefix starts the names of the platform's own event types; users
+// can subscribe to them but neither create nor publish them.
+const PlatformTypePrefix = "ecs."
+
+// EventSubscriptionDisabled is the platform's own event type, emitted when the
+// worker disables a subscription (410 Gone, or failing for
+// ECS_WORKER_DISABLE_AFTER). Operators subscribe to it like to any other type.
+const EventSubscriptionDisabled = "ecs.subscription.disabled"
+
+// DisabledEvent is the data of an ecs.subscription.disabled event.
+type DisabledEvent struct {
+	SubscriptionID uuid.UUID  `json:"subscription_id"`
+	URL            string     `json:"url"`
+	Reason         string     `json:"reason"`
+	FailingSince   *time.Time `json:"failing_since"`
+	DisabledAt     time.Time  `json:"disabled_at"`
+}
+
+// disabledEventSchema describes DisabledEvent for the event catalog.
+const disabledEventSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["subscription_id", "url", "reason", "disabled_at"],
+  "properties": {
+    "subscription_id": {"type": "string", "format": "uuid"},
+    "url": {"type": "string"},
+    "reason": {"type": "string"},
+    "failing_since": {"type": ["string", "null"], "format": "date-time"},
+    "disabled_at": {"type": "string", "format": "date-time"}
+  }
+}`
+
+// EnsureEventTypes adds the platform's own event types to the catalog if they
+// are missing, so that subscriptions to them can be made before the first one
+// is emitted. The API and the worker both call it at start.
+func EnsureEventTypes(ctx context.Context, events *outbox.Store) error {
+	_, err := events.CreateEventType(ctx, EventSubscriptionDisabled, outbox.EventTypeSpec{
+		Description: "The platform disabled a subscription: its endpoint answered 410 Gone, or every attempt failed for ECS_WORKER_DISABLE_AFTER.",
+		Schema:      []byte(disabledEventSchema),
+		Enabled:     true,
+	})
+	if err != nil && !errors.Is(err, outbox.ErrEventTypeExists) {
+		return fmt.Errorf("delivery: ensure %s: %w", EventSubscriptionDisabled, err)
+	}
+	return nil
 }

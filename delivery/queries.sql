@@ -2,38 +2,53 @@
 
 -- name: create_subscription
 INSERT INTO subscriptions (id, url, event_types, description, secret, state, disabled_reason, metadata, headers, timeout_ms,
-                           filter, retry_max_attempts, retry_max_age_seconds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                           filter, retry_max_attempts, retry_max_age_seconds, retry_schedule, max_concurrency, rate_limit,
+                           ordering, signature_schemes, signing_key, disabled_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        CASE WHEN $6 = 'disabled' THEN now() END)
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
+          retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at;
 
 -- name: list_subscriptions
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds
+       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
+       retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at
 FROM subscriptions WHERE deleted_at IS NULL ORDER BY id;
 
 -- name: get_subscription
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds
+       previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
+       retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: update_subscription
--- $11 is the version the caller read; every change bumps it.
+-- $10 is the version the caller read; every change bumps it. disabled_at keeps
+-- when the subscription was disabled; leaving that state clears it, and
+-- re-activating clears the run of failures that may have disabled it. $19 is a
+-- fresh signing key, taken only by a subscription created before v1a existed.
 UPDATE subscriptions
 SET url = $2, event_types = $3, description = $4, state = $5, disabled_reason = $6,
     metadata = $7, headers = $8, timeout_ms = $9, filter = $11, retry_max_attempts = $12,
-    retry_max_age_seconds = $13, version = version + 1, updated_at = now()
+    retry_max_age_seconds = $13, retry_schedule = $14, max_concurrency = $15, rate_limit = $16,
+    ordering = $17, signature_schemes = $18, signing_key = coalesce(signing_key, $19),
+    disabled_at = CASE WHEN $5 <> 'disabled' THEN NULL WHEN state = 'disabled' THEN disabled_at ELSE now() END,
+    failing_since = CASE WHEN $5 = 'active' AND state <> 'active' THEN NULL ELSE failing_since END,
+    version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL AND version = $10
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
+          retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at;
 
 -- name: rotate_secret
--- The old secret keeps signing (beside the new one) until $3.
+-- The old secret and signing key keep signing (beside the new ones) until $3.
 UPDATE subscriptions
-SET previous_secret = secret, previous_secret_until = $3, secret = $2, version = version + 1, updated_at = now()
+SET previous_secret = secret, previous_secret_until = $3, secret = $2,
+    previous_signing_key = signing_key, signing_key = $4, version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
-          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds;
+          previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
+          retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at;
 
 -- name: delete_subscription
 -- Soft delete: the delivery log keeps its history; pending deliveries are
@@ -108,8 +123,8 @@ WHERE d.subscription_id = $1 AND e.id = d.event_id
 -- name: replay_missing
 -- Events of the window the subscription wants but never got a delivery for
 -- (it was disabled, or created later): create them, due now.
-INSERT INTO deliveries (subscription_id, event_id)
-SELECT s.id, e.id
+INSERT INTO deliveries (subscription_id, event_id, order_key, order_seq)
+SELECT s.id, e.id, e.key, e.key_seq
 FROM subscriptions s
 JOIN events e ON ecs_type_matches(e.type, s.event_types)
 WHERE s.id = $1 AND s.deleted_at IS NULL
@@ -127,5 +142,6 @@ WHERE status = 'dead'
   AND ($3::timestamptz IS NULL OR created_at < $3);
 
 -- name: signing_secrets
-SELECT secret, CASE WHEN previous_secret_until > now() THEN previous_secret END
+SELECT secret, CASE WHEN previous_secret_until > now() THEN previous_secret END,
+       signing_key, CASE WHEN previous_secret_until > now() THEN previous_signing_key END, signature_schemes
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventconfigservice/ecs/api"
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/delivery/worker"
 	"github.com/eventconfigservice/ecs/outbox/relay"
@@ -66,18 +67,18 @@ func newHarness(t *testing.T) *harness {
 	suffix := hex.EncodeToString(b[:])
 	cfg := stackConfig{
 		HTTPAddr: "127.0.0.1:0",
-		API:      api.Config{Tokens: []string{testToken}, AllowHTTPURLs: true},
+		API:      api.Config{Tokens: []string{testToken}, AllowHTTPURLs: true, Egress: egress.Config{}.AllowLoopback()},
 		Relay:    relay.Config{PollInterval: 200 * time.Millisecond, LeaderRetry: 200 * time.Millisecond},
 		Worker: worker.Config{
-			Group:        "ecs-test-" + suffix,
-			RetryInitial: 50 * time.Millisecond, RetryMultiplier: 2, RetryMax: 400 * time.Millisecond,
-			MaxAttempts:  30,
-			PollInterval: 100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond, StaleAfter: time.Second,
+			Group:         "ecs-test-" + suffix,
+			RetrySchedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond},
+			MaxAttempts:   30,
+			PollInterval:  100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond, StaleAfter: time.Second,
 			MetadataRefresh: time.Second,
 			// A worker killed without leaving the group is replaced within
 			// seconds (brokers allow 6s at the least).
 			SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second,
-			HTTP: sender.Config{Timeout: 5 * time.Second},
+			HTTP: sender.Config{Timeout: 5 * time.Second, Egress: egress.Config{}.AllowLoopback()},
 		},
 		Kafka: kafka.Config{
 			Brokers:     brokers,

@@ -56,6 +56,9 @@ func run() error {
 		Worker:   worker.LoadConfig(env),
 		Kafka:    kafka.LoadConfig(env).WithDefaults(),
 	}
+	// Local receivers (the built-in /dev/inbox, a server on localhost) are on
+	// loopback, which webhooks may not reach elsewhere.
+	cfg.Worker.HTTP.Egress = cfg.Worker.HTTP.Egress.AllowLoopback()
 	if err := errors.Join(env.Err(), common.Validate(false, false), cfg.Relay.WithDefaults().Validate(), cfg.Worker.WithDefaults().Validate()); err != nil {
 		return err
 	}
@@ -76,6 +79,7 @@ func run() error {
 	cfg.API = api.LoadConfig(env)
 	cfg.API.Tokens = []string{token}
 	cfg.API.AllowHTTPURLs = true // local receivers, like the built-in /dev/inbox
+	cfg.API.Egress = cfg.API.Egress.AllowLoopback()
 
 	var cleanups []func()
 	cleanup := func() {

@@ -5,6 +5,7 @@ package sender
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 )
 
@@ -33,6 +35,11 @@ type Config struct {
 	MaxConnsPerHost int
 	// UserAgent is sent with every request (default "EventConfigService/1").
 	UserAgent string
+	// Egress says which addresses may be dialled; every connection is checked
+	// against the address it resolved to (ECS_OUTBOUND_ALLOW_NETWORKS; default:
+	// public addresses only, so private, loopback, link-local and reserved ones
+	// are refused).
+	Egress egress.Config
 }
 
 // WithDefaults fills zero fields.
@@ -59,6 +66,9 @@ type Request struct {
 	// secret), then, during a secret rotation, the previous one. Each gives one
 	// signature in webhook-signature.
 	Keys [][]byte
+	// SigningKeys, when the subscription asked for v1a, add one ed25519
+	// signature each (current key, then the previous one during a rotation).
+	SigningKeys []ed25519.PrivateKey
 	// Headers are the subscription's own; they cannot replace the signature
 	// headers or Content-Type, which are set after them.
 	Headers map[string]string
@@ -89,9 +99,12 @@ type Sender struct {
 // New returns a Sender.
 func New(cfg Config) *Sender {
 	cfg = cfg.WithDefaults()
+	// The guard checks every address dialled, after resolution, so a host name
+	// that resolves somewhere forbidden (DNS rebinding) is refused too.
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, Control: egress.New(cfg.Egress).Control}
 	tr := &http.Transport{
 		Proxy:               nil, // never route subscriber traffic through an environment proxy
-		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: cfg.MaxConnsPerHost,
 		MaxConnsPerHost:     cfg.MaxConnsPerHost,
@@ -130,9 +143,12 @@ func (s *Sender) Send(ctx context.Context, req Request) Result {
 	hreq.Header.Set("User-Agent", s.cfg.UserAgent)
 	hreq.Header.Set(signature.HeaderID, req.ID)
 	hreq.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
-	sigs := make([]string, len(req.Keys))
-	for i, k := range req.Keys {
-		sigs[i] = signature.Sign(k, req.ID, start, req.Body)
+	sigs := make([]string, 0, len(req.Keys)+len(req.SigningKeys))
+	for _, k := range req.Keys {
+		sigs = append(sigs, signature.Sign(k, req.ID, start, req.Body))
+	}
+	for _, k := range req.SigningKeys {
+		sigs = append(sigs, signature.SignV1a(k, req.ID, start, req.Body))
 	}
 	hreq.Header.Set(signature.HeaderSignature, strings.Join(sigs, " "))
 

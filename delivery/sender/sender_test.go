@@ -2,17 +2,25 @@ package sender
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 )
+
+// loopbackOK lets the tests reach their httptest receivers on loopback.
+var loopbackOK = egress.Config{}.AllowLoopback()
 
 func TestSend(t *testing.T) {
 	t.Parallel()
@@ -61,7 +69,7 @@ func TestSend(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(tt.handler)
 			defer srv.Close()
-			s := New(Config{Timeout: 300 * time.Millisecond})
+			s := New(Config{Timeout: 300 * time.Millisecond, Egress: loopbackOK})
 			defer s.CloseIdle()
 			res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{"a":1}`), Keys: [][]byte{key}})
 			require.Equal(t, tt.wantCode, res.StatusCode)
@@ -95,7 +103,7 @@ func TestSendSignsWithEveryKeyAndAddsHeaders(t *testing.T) {
 		got <- r
 	}))
 	defer srv.Close()
-	s := New(Config{})
+	s := New(Config{Egress: loopbackOK})
 	defer s.CloseIdle()
 	res := s.Send(context.Background(), Request{URL: srv.URL, ID: "evt_1", Body: []byte(`{}`), Keys: [][]byte{newKey, oldKey},
 		Headers: map[string]string{"X-Tenant": "t1"}, Timeout: time.Second})
@@ -103,6 +111,42 @@ func TestSendSignsWithEveryKeyAndAddsHeaders(t *testing.T) {
 	r := <-got
 	require.Equal(t, "t1", r.Header.Get("X-Tenant"))
 	require.Len(t, strings.Fields(r.Header.Get("webhook-signature")), 2)
+}
+
+// TestSendRefusesPrivateDestinations: by default a webhook cannot reach a
+// loopback receiver, whether the URL names the address or a host name that
+// resolves to it (the check is made at dial time on the resolved address, so
+// DNS rebinding after the URL was saved does not help); the allow-list opens it.
+func TestSendRefusesPrivateDestinations(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	byName := fmt.Sprintf("http://localhost:%d/hook", port)
+	mapped := fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/hook", port)
+
+	def := New(Config{Timeout: 2 * time.Second})
+	defer def.CloseIdle()
+	for _, u := range []string{srv.URL, byName, mapped} {
+		res := def.Send(context.Background(), Request{URL: u, ID: "evt_1", Body: []byte(`{}`)})
+		require.False(t, res.Succeeded(), u)
+		require.Zero(t, res.StatusCode, u)
+		require.ErrorIs(t, res.Err, egress.ErrBlocked, u)
+		require.ErrorContains(t, res.Err, "127.0.0.1 is not a permitted destination", u)
+	}
+	require.Zero(t, hits.Load(), "no request reached the receiver")
+
+	allowed := New(Config{Timeout: 2 * time.Second, Egress: egress.Config{AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	defer allowed.CloseIdle()
+	for _, u := range []string{srv.URL, byName, mapped} {
+		res := allowed.Send(context.Background(), Request{URL: u, ID: "evt_1", Body: []byte(`{}`)})
+		require.True(t, res.Succeeded(), "%s: %v", u, res.Err)
+	}
+	require.EqualValues(t, 3, hits.Load())
 }
 
 func TestRetryAfter(t *testing.T) {

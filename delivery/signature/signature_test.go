@@ -1,6 +1,8 @@
 package signature
 
 import (
+	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,5 +40,38 @@ func TestKeyRejectsBadSecrets(t *testing.T) {
 	for _, s := range []string{"", "abc", "whsec_", "whsec_!!!", "whsec_c2hvcnQ=", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"} {
 		_, err := Key(s)
 		require.ErrorIs(t, err, ErrBadSecret, s)
+	}
+}
+
+func TestV1a(t *testing.T) {
+	t.Parallel()
+	s, err := NewSigningKey()
+	require.NoError(t, err)
+	key, err := SigningKey(s)
+	require.NoError(t, err)
+	pub := PublicKeysOf(key)
+	now := time.Unix(1700000000, 0)
+	body := []byte(`{"a":1}`)
+	sig := SignV1a(key, "id1", now, body)
+	require.True(t, strings.HasPrefix(sig, "v1a,"))
+
+	require.NoError(t, VerifyV1a(pub.PublicKey, "id1", "1700000000", "v1,bogus "+sig, body, now, 5*time.Minute))
+	require.Error(t, VerifyV1a(pub.PublicKey, "id2", "1700000000", sig, body, now, 5*time.Minute))
+	require.Error(t, VerifyV1a(pub.PublicKey, "id1", "1700000000", sig, []byte(`{"a":2}`), now, 5*time.Minute))
+	require.Error(t, VerifyV1a(pub.PublicKey, "id1", "1700000000", sig, body, now.Add(time.Hour), 5*time.Minute))
+	other, _ := NewSigningKey()
+	otherKey, _ := SigningKey(other)
+	require.Error(t, VerifyV1a(PublicKeysOf(otherKey).PublicKey, "id1", "1700000000", sig, body, now, 5*time.Minute))
+}
+
+func TestSigningKeyRejectsBadKeys(t *testing.T) {
+	t.Parallel()
+	good, _ := NewSigningKey()
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(good, SigningKeyPrefix))
+	raw[40] ^= 1 // the public half no longer belongs to the seed
+	for _, s := range []string{"", "whsk_", "whsk_!!!", "whsk_c2hvcnQ=", strings.TrimPrefix(good, SigningKeyPrefix),
+		SigningKeyPrefix + base64.StdEncoding.EncodeToString(raw), "whsec_" + strings.TrimPrefix(good, SigningKeyPrefix)} {
+		_, err := SigningKey(s)
+		require.ErrorIs(t, err, ErrBadSigningKey, s)
 	}
 }

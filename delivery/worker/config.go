@@ -2,10 +2,10 @@ package worker
 
 import (
 	"errors"
+	"math/rand/v2"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/platform/config"
 )
@@ -23,15 +23,33 @@ type Config struct {
 	// in PostgreSQL for the poller, so a slow subscriber costs bounded memory and
 	// never blocks the Kafka partition (ECS_WORKER_LANE_QUEUE, default 256).
 	LaneQueue int
-	// MaxAttempts before a delivery is dead (ECS_WORKER_MAX_ATTEMPTS, default 8).
+	// MaxAttempts before a delivery is dead, the first attempt included
+	// (ECS_WORKER_MAX_ATTEMPTS, default one more than RetrySchedule has steps: 8).
 	MaxAttempts int
-	// RetryInitial, RetryMultiplier and RetryMax shape the exponential backoff
-	// between attempts, with ±20% jitter (ECS_WORKER_RETRY_INITIAL 5s,
-	// ECS_WORKER_RETRY_MULTIPLIER 4, ECS_WORKER_RETRY_MAX 10h: about 5s, 20s,
-	// 80s, 5m, 21m, 1.4h, 5.7h).
-	RetryInitial    time.Duration
-	RetryMultiplier float64
-	RetryMax        time.Duration
+	// RetrySchedule is the wait after each failed attempt; past its end the last
+	// step repeats. Each wait gets ±20% jitter so that retries of a burst do not
+	// arrive together. The default is the industry's (Svix's, and the Standard
+	// Webhooks example's): 5s, 5m, 30m, 2h, 5h, 10h, 10h, which spans about 33
+	// hours (ECS_WORKER_RETRY_SCHEDULE, comma-separated durations).
+	// Subscriptions may bring their own (retry_policy.schedule_seconds).
+	RetrySchedule []time.Duration
+	// RetryMax caps the wait a subscriber may ask for with Retry-After on 429
+	// and 503 (ECS_WORKER_RETRY_MAX, default 10h).
+	RetryMax time.Duration
+	// BreakerFailures is how many failures in a row open an endpoint's circuit
+	// breaker: while it is open no request goes to that URL, its deliveries wait
+	// in PostgreSQL without spending attempts, and after BreakerCooldown one probe
+	// is let through; its success closes the breaker. Timeouts, connection
+	// errors, 408, 429 and 5xx count as failures (ECS_WORKER_BREAKER_FAILURES,
+	// default 5; 0 turns breakers off).
+	BreakerFailures int
+	// BreakerCooldown is how long a breaker stays open before its probe
+	// (ECS_WORKER_BREAKER_COOLDOWN, default 30s).
+	BreakerCooldown time.Duration
+	// DisableAfter disables a subscription whose every attempt has failed for
+	// this long, and emits the event ecs.subscription.disabled
+	// (ECS_WORKER_DISABLE_AFTER, default 120h = 5 days; 0 never disables).
+	DisableAfter time.Duration
 	// PollInterval is how often the poller looks for due retries and orphaned
 	// deliveries (ECS_WORKER_POLL_INTERVAL, default 1s).
 	PollInterval time.Duration
@@ -59,7 +77,8 @@ type Config struct {
 	// 45s; ECS_WORKER_REBALANCE_TIMEOUT, default 60s: kgo's and Kafka's own).
 	SessionTimeout   time.Duration
 	RebalanceTimeout time.Duration
-	// HTTP configures the webhook client (ECS_WORKER_HTTP_TIMEOUT, default 15s).
+	// HTTP configures the webhook client (ECS_WORKER_HTTP_TIMEOUT, default 15s;
+	// ECS_OUTBOUND_ALLOW_NETWORKS, default none: only public addresses).
 	HTTP sender.Config
 }
 
@@ -69,10 +88,12 @@ func LoadConfig(e *config.Env) Config {
 		Group:             e.String("ECS_WORKER_GROUP", "ecs-worker"),
 		Lanes:             e.Int("ECS_WORKER_LANES", 16),
 		LaneQueue:         e.Int("ECS_WORKER_LANE_QUEUE", 256),
-		MaxAttempts:       e.Int("ECS_WORKER_MAX_ATTEMPTS", 8),
-		RetryInitial:      e.Duration("ECS_WORKER_RETRY_INITIAL", 5*time.Second),
-		RetryMultiplier:   e.Float("ECS_WORKER_RETRY_MULTIPLIER", 4),
+		MaxAttempts:       e.Int("ECS_WORKER_MAX_ATTEMPTS", 0),
+		RetrySchedule:     e.Durations("ECS_WORKER_RETRY_SCHEDULE", nil),
 		RetryMax:          e.Duration("ECS_WORKER_RETRY_MAX", 10*time.Hour),
+		BreakerFailures:   e.Int("ECS_WORKER_BREAKER_FAILURES", 5),
+		BreakerCooldown:   e.Duration("ECS_WORKER_BREAKER_COOLDOWN", 30*time.Second),
+		DisableAfter:      e.Duration("ECS_WORKER_DISABLE_AFTER", 120*time.Hour),
 		PollInterval:      e.Duration("ECS_WORKER_POLL_INTERVAL", time.Second),
 		ClaimBatch:        500,
 		HeartbeatInterval: e.Duration("ECS_WORKER_HEARTBEAT_INTERVAL", 5*time.Second),
@@ -82,7 +103,7 @@ func LoadConfig(e *config.Env) Config {
 		SessionTimeout:    e.Duration("ECS_WORKER_SESSION_TIMEOUT", 45*time.Second),
 		RebalanceTimeout:  e.Duration("ECS_WORKER_REBALANCE_TIMEOUT", 60*time.Second),
 		MaxHeld:           10000,
-		HTTP:              sender.Config{Timeout: e.Duration("ECS_WORKER_HTTP_TIMEOUT", 15*time.Second)},
+		HTTP:              sender.Config{Timeout: e.Duration("ECS_WORKER_HTTP_TIMEOUT", 15*time.Second), Egress: egress.LoadConfig(e)},
 	}
 }
 
@@ -102,17 +123,17 @@ func (c Config) WithDefaults() Config {
 	if c.LaneQueue == 0 {
 		c.LaneQueue = 256
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 8
+	if len(c.RetrySchedule) == 0 {
+		c.RetrySchedule = DefaultRetrySchedule
 	}
-	if c.RetryMultiplier == 0 {
-		c.RetryMultiplier = 4
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = len(c.RetrySchedule) + 1
 	}
 	if c.ClaimBatch == 0 {
 		c.ClaimBatch = 500
 	}
-	def(&c.RetryInitial, 5*time.Second)
 	def(&c.RetryMax, 10*time.Hour)
+	def(&c.BreakerCooldown, 30*time.Second)
 	def(&c.PollInterval, time.Second)
 	def(&c.HeartbeatInterval, 5*time.Second)
 	def(&c.StaleAfter, 30*time.Second)
@@ -138,9 +159,17 @@ func (c Config) Validate() error {
 	check(c.Lanes >= 1 && c.Lanes <= 1024, "ECS_WORKER_LANES must be between 1 and 1024")
 	check(c.LaneQueue >= 1, "ECS_WORKER_LANE_QUEUE must be at least 1")
 	check(c.MaxAttempts >= 1 && c.MaxAttempts <= 100, "ECS_WORKER_MAX_ATTEMPTS must be between 1 and 100")
-	check(c.RetryInitial >= time.Millisecond, "ECS_WORKER_RETRY_INITIAL must be at least 1ms")
-	check(c.RetryMultiplier >= 1, "ECS_WORKER_RETRY_MULTIPLIER must be at least 1")
-	check(c.RetryMax >= c.RetryInitial, "ECS_WORKER_RETRY_MAX must be at least ECS_WORKER_RETRY_INITIAL")
+	check(len(c.RetrySchedule) <= 50, "ECS_WORKER_RETRY_SCHEDULE must have at most 50 steps")
+	for _, d := range c.RetrySchedule {
+		if d < time.Millisecond || d > 7*24*time.Hour {
+			errs = append(errs, errors.New("ECS_WORKER_RETRY_SCHEDULE steps must be from 1ms to 168h"))
+			break
+		}
+	}
+	check(c.RetryMax >= time.Second, "ECS_WORKER_RETRY_MAX must be at least 1s")
+	check(c.BreakerFailures >= 0, "ECS_WORKER_BREAKER_FAILURES must not be negative")
+	check(c.BreakerCooldown >= 10*time.Millisecond, "ECS_WORKER_BREAKER_COOLDOWN must be at least 10ms")
+	check(c.DisableAfter == 0 || c.DisableAfter >= time.Second, "ECS_WORKER_DISABLE_AFTER must be 0 (never) or at least 1s")
 	check(c.PollInterval >= 10*time.Millisecond, "ECS_WORKER_POLL_INTERVAL must be at least 10ms")
 	check(c.HeartbeatInterval >= 10*time.Millisecond, "ECS_WORKER_HEARTBEAT_INTERVAL must be at least 10ms")
 	check(c.StaleAfter >= 2*c.HeartbeatInterval, "ECS_WORKER_STALE_AFTER must be at least twice ECS_WORKER_HEARTBEAT_INTERVAL")
@@ -152,22 +181,18 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultRetrySchedule is the wait after each failed attempt: after the first
+// attempt (made at once), about 5s, 5m, 30m, 2h, 5h, 10h and 10h.
+var DefaultRetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour,
+	5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
 // RetryDelay is the wait after the given number of failed attempts (1 = after
-// the first), from cenkalti/backoff with ±20% jitter.
-func (c Config) RetryDelay(failed int) time.Duration {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     c.RetryInitial,
-		RandomizationFactor: 0.2,
-		Multiplier:          c.RetryMultiplier,
-		MaxInterval:         c.RetryMax,
-		MaxElapsedTime:      0,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
+// the first): schedule's step, or the last step past its end, with ±20%
+// jitter. A nil schedule is the worker's.
+func (c Config) RetryDelay(failed int, schedule []time.Duration) time.Duration {
+	if len(schedule) == 0 {
+		schedule = c.RetrySchedule
 	}
-	b.Reset()
-	d := b.InitialInterval
-	for range failed {
-		d = b.NextBackOff()
-	}
-	return d
+	d := schedule[min(max(failed, 1), len(schedule))-1]
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }

@@ -220,27 +220,21 @@ func (w *Worker) ingest(ctx context.Context, id uuid.UUID, recs []*kgo.Record, s
 			return err
 		}
 		var (
-			did, sid, eid       uuid.UUID
-			url, secret, state  string
-			previous            *string
-			headers             map[string]string
-			timeoutMS           *int
-			createdAt           time.Time
-			maxAttempts, maxAge *int
+			state string
+			cols  jobColumns
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&did, &sid, &eid, &url, &secret, &previous, &headers, &timeoutMS, &state,
-			&createdAt, &maxAttempts, &maxAge}, func() error {
+		if _, err := pgx.ForEachRow(rows, append([]any{&state}, cols.targets()...), func() error {
+			j := cols.job()
 			if state != delivery.StateActive {
-				paused = append(paused, did) // waits in PostgreSQL until resumed
+				paused = append(paused, j.deliveryID) // waits in PostgreSQL until resumed
 				return nil
 			}
-			r := recs[byEvent[eid]]
-			j := job{deliveryID: did, subscriptionID: sid, eventID: eid, url: url, body: r.Value, orderKey: string(r.Key)}
-			if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
-				w.log.Error("subscription has an unusable secret", "subscription_id", sid, "error", err)
+			if j.keyErr != nil {
+				w.log.Error("subscription has unusable signing keys", "subscription_id", j.subscriptionID, "error", j.keyErr)
 			}
-			j.setPolicy(createdAt, maxAttempts, maxAge)
-			jobs = append(jobs, created{idx: byEvent[eid], job: j})
+			r := recs[byEvent[j.eventID]]
+			j.body, j.orderKey = r.Value, string(r.Key)
+			jobs = append(jobs, created{idx: byEvent[j.eventID], job: j})
 			return nil
 		}); err != nil {
 			return err

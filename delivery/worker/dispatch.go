@@ -2,7 +2,10 @@ package worker
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net/http"
@@ -12,11 +15,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/sender"
-	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/outbox"
+	"github.com/eventconfigservice/ecs/platform/db"
 	"github.com/eventconfigservice/ecs/platform/kafka"
 )
 
@@ -26,17 +32,79 @@ type job struct {
 	subscriptionID uuid.UUID
 	eventID        uuid.UUID
 	url            string
-	keys           [][]byte // signing keys: current, then previous during a rotation; nil if unusable
+	keys           [][]byte             // v1 keys: current, then previous during a rotation
+	edKeys         []ed25519.PrivateKey // v1a keys, likewise
+	keyErr         error                // the subscription's keys do not decode: nothing is sent
 	headers        map[string]string
 	timeout        time.Duration
 	body           []byte
-	orderKey       string
-	attempts       int // attempts made before this one
-	createdAt      time.Time
-	// maxAttempts and maxAge are the subscription's retry policy (0: the
-	// worker's default attempts; no age limit).
+	orderKey       string // the event key, or its id when it has none: picks the lane
+	// seqKey and seq place the delivery among its key's (nil: the event has no
+	// key); ordered subscriptions wait for the earlier ones.
+	seqKey    *string
+	seq       int64
+	ordered   bool
+	attempts  int // attempts made before this one
+	createdAt time.Time
+	// The subscription's retry policy (0 or nil: the worker's) and limits.
 	maxAttempts int
 	maxAge      time.Duration
+	schedule    []time.Duration
+	concurrency int // most attempts in flight (0: Config.Lanes)
+	rateLimit   int // most requests per second (0: unlimited)
+}
+
+// jobColumns receives the job columns that create_deliveries and claim_due
+// both return, in this order.
+type jobColumns struct {
+	j                    job
+	secret               string
+	previous, signingKey *string
+	previousSigningKey   *string
+	schemes              []string
+	timeoutMS            *int
+	maxAttempts, maxAge  *int
+	schedule             []int32
+	concurrency, rate    *int
+	ordering             string
+}
+
+func (c *jobColumns) targets() []any {
+	return []any{&c.j.deliveryID, &c.j.subscriptionID, &c.j.eventID, &c.j.attempts, &c.j.createdAt, &c.j.seqKey, &c.j.seq,
+		&c.j.url, &c.secret, &c.previous, &c.signingKey, &c.previousSigningKey, &c.schemes, &c.j.headers, &c.timeoutMS,
+		&c.maxAttempts, &c.maxAge, &c.schedule, &c.concurrency, &c.rate, &c.ordering}
+}
+
+// job builds the job from the scanned columns and resets c for the next row.
+func (c *jobColumns) job() job {
+	j := c.j
+	sg := delivery.Signing{Secret: c.secret, PreviousSecret: c.previous, SigningKey: c.signingKey,
+		PreviousSigningKey: c.previousSigningKey, Schemes: c.schemes}
+	j.keys, j.edKeys, j.keyErr = sg.Keys()
+	if c.timeoutMS != nil {
+		j.timeout = time.Duration(*c.timeoutMS) * time.Millisecond
+	}
+	if c.maxAttempts != nil {
+		j.maxAttempts = *c.maxAttempts
+	}
+	if c.maxAge != nil {
+		j.maxAge = time.Duration(*c.maxAge) * time.Second
+	}
+	for _, s := range c.schedule {
+		j.schedule = append(j.schedule, time.Duration(s)*time.Second)
+	}
+	if j.maxAttempts == 0 && len(j.schedule) > 0 {
+		j.maxAttempts = len(j.schedule) + 1 // one attempt per step, and the first
+	}
+	if c.concurrency != nil {
+		j.concurrency = *c.concurrency
+	}
+	if c.rate != nil {
+		j.rateLimit = *c.rate
+	}
+	j.ordered = c.ordering == delivery.Ordered
+	*c = jobColumns{}
+	return j
 }
 
 // dispatcher runs, per subscription, Config.Lanes goroutines each draining a
@@ -53,6 +121,14 @@ type dispatcher struct {
 	mu    sync.Mutex
 	done  bool
 	lanes map[uuid.UUID][]chan job
+
+	// stopping ends waits for a subscription's limits on a soft stop.
+	stopping  context.Context
+	stopWaits context.CancelFunc
+	limMu     sync.Mutex
+	limits    map[uuid.UUID]*subLimits
+	breakers  map[string]*breaker // by endpoint URL
+	breakerMu sync.Mutex
 
 	relMu    sync.Mutex
 	released []uuid.UUID
@@ -80,7 +156,9 @@ type outcome struct {
 }
 
 func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client, log *slog.Logger) *dispatcher {
-	return &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{}}
+	stopping, stopWaits := context.WithCancel(ctx)
+	return &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{},
+		stopping: stopping, stopWaits: stopWaits, limits: map[uuid.UUID]*subLimits{}, breakers: map[string]*breaker{}}
 }
 
 // offer queues j on its lane without blocking; false means the lane is full (or
@@ -136,6 +214,7 @@ func (d *dispatcher) runLane(ch chan job) {
 // queued deliveries are handed back; on a hard stop (ctx) lanes just exit.
 func (d *dispatcher) stop() {
 	d.soft.Store(true)
+	d.stopWaits()
 	d.mu.Lock()
 	d.done = true
 	for _, lanes := range d.lanes {
@@ -154,20 +233,58 @@ func (d *dispatcher) stop() {
 	d.release(d.ctx, d.released)
 }
 
-// attempt sends j once and records the outcome.
+// attempt sends j once and records the outcome. First it waits for what may
+// hold the attempt back: earlier deliveries of its key (ordered subscriptions),
+// the subscription's concurrency and rate limits, and its endpoint's breaker.
 func (d *dispatcher) attempt(j job) {
 	w := d.w
 	log := d.log.With("delivery_id", j.deliveryID, "event_id", j.eventID, "subscription_id", j.subscriptionID)
+	if j.ordered && j.seqKey != nil {
+		var blocked bool
+		err := w.pool.QueryRow(d.ctx, q.EarlierPending, j.subscriptionID, *j.seqKey, j.seq).Scan(&blocked)
+		if err != nil || blocked {
+			// The poller claims it once the earlier ones are done (or, after an
+			// error, checks again).
+			d.release(d.ctx, []uuid.UUID{j.deliveryID})
+			return
+		}
+	}
+	lim := d.limitsFor(j)
+	if !lim.acquire(d.stopping) {
+		d.release(d.ctx, []uuid.UUID{j.deliveryID}) // soft stop while waiting
+		return
+	}
+	defer lim.release()
+	if err := lim.wait(d.stopping); err != nil {
+		d.release(d.ctx, []uuid.UUID{j.deliveryID})
+		return
+	}
+	report := func(error) {}
+	if br := d.breakerFor(j.url); br != nil {
+		done, err := br.cb.Allow()
+		if err != nil {
+			d.postpone(j, br.retryAt(err), "circuit breaker open: the endpoint failed "+strconv.Itoa(w.cfg.BreakerFailures)+" times in a row")
+			return
+		}
+		report = done
+	}
+
 	started := time.Now()
 	var res sender.Result
-	if j.keys == nil {
-		res = sender.Result{Err: errors.New("subscription secret is unusable")}
+	if j.keyErr != nil {
+		res = sender.Result{Err: fmt.Errorf("subscription signing keys are unusable: %w", j.keyErr)}
 	} else {
 		res = w.sender.Send(d.ctx, sender.Request{URL: j.url, ID: j.eventID.String(), Body: j.body, Keys: j.keys,
-			Headers: j.headers, Timeout: j.timeout})
+			SigningKeys: j.edKeys, Headers: j.headers, Timeout: j.timeout})
 	}
 	if d.ctx.Err() != nil {
+		report(errStopped)
 		return // hard stop mid-attempt: record nothing, as after a crash
+	}
+	if breakerFailure(res) {
+		report(res.Err)
+	} else {
+		report(nil)
 	}
 	w.metrics.attemptDuration.Observe(res.Latency.Seconds())
 
@@ -184,7 +301,7 @@ func (d *dispatcher) attempt(j job) {
 		if j.maxAttempts > 0 {
 			maxAttempts = j.maxAttempts
 		}
-		wait := w.cfg.RetryDelay(n)
+		wait := w.cfg.RetryDelay(n, j.schedule)
 		if res.RetryAfter > wait { // 429/503 asked for longer: honour it, within RetryMax
 			wait = min(res.RetryAfter, w.cfg.RetryMax)
 		}
@@ -192,9 +309,12 @@ func (d *dispatcher) attempt(j job) {
 		if res.StatusCode == http.StatusGone {
 			// 410: the endpoint is gone for good. Disable the subscription at
 			// once; this delivery stays pending and goes out if it is re-enabled.
-			d.disable(j.subscriptionID, "endpoint answered 410 Gone")
+			d.disable(j.subscriptionID, true, "endpoint answered 410 Gone")
 		}
-		if n >= maxAttempts || (j.maxAge > 0 && next.After(j.createdAt.Add(j.maxAge))) {
+		// A destination the egress guard refuses (private, loopback, metadata...)
+		// will not become reachable by retrying: the delivery is dead at once.
+		blocked := errors.Is(res.Err, egress.ErrBlocked)
+		if blocked || n >= maxAttempts || (j.maxAge > 0 && next.After(j.createdAt.Add(j.maxAge))) {
 			status = delivery.StatusDead
 			if d.deadLetter(j, n, msg) {
 				w.metrics.dead.Inc()
@@ -203,7 +323,7 @@ func (d *dispatcher) attempt(j job) {
 				// Not dead until its record is in the dead-letter topic: keep it
 				// pending, so a later round tries (and dead-letters) it again.
 				status = delivery.StatusPending
-				next = time.Now().Add(w.cfg.RetryInitial)
+				next = time.Now().Add(w.cfg.RetryDelay(1, nil))
 			}
 		} else {
 			status = delivery.StatusPending
@@ -220,24 +340,44 @@ func (d *dispatcher) attempt(j job) {
 	}
 	o := outcome{j: j, status: status, n: n, next: next, lastErr: lastErr, started: started,
 		latency: res.Latency, code: code, body: body, ok: res.Succeeded()}
-	if err := d.record(o); err != nil && d.ctx.Err() == nil {
+	failingSince, err := d.record(o)
+	if err != nil && d.ctx.Err() == nil {
 		log.Error("could not record attempt; the poller retries it", "error", err)
 		d.laterMu.Lock()
 		d.unrecorded = append(d.unrecorded, o)
 		d.laterMu.Unlock()
 	}
+	if failingSince != nil && w.cfg.DisableAfter > 0 && time.Since(*failingSince) >= w.cfg.DisableAfter {
+		d.disable(j.subscriptionID, false, "every attempt has failed since "+failingSince.UTC().Format(time.RFC3339))
+	}
 }
 
-// record writes the attempt and the delivery's new state together. An
-// unrecorded success would be sent again, so failures are kept and retried.
-func (d *dispatcher) record(o outcome) error {
+// record writes the attempt and the delivery's new state together, and
+// returns when the subscription's current run of failures started (nil after a
+// success). An unrecorded success would be sent again, so failures are kept and
+// retried.
+func (d *dispatcher) record(o outcome) (*time.Time, error) {
 	var updated int64
+	var failingSince *time.Time
 	err := d.w.pool.QueryRow(d.ctx, q.FinishAttempt, o.j.deliveryID, o.status, o.n, o.next, o.lastErr, d.id,
-		o.started, o.latency.Microseconds(), o.code, o.body, o.ok).Scan(&updated)
+		o.started, o.latency.Microseconds(), o.code, o.body, o.ok, o.j.subscriptionID).Scan(&updated, &failingSince)
 	if err == nil && updated == 0 {
 		d.log.Warn("delivery was taken over by another worker before its attempt was recorded", "delivery_id", o.j.deliveryID)
 	}
-	return err
+	return failingSince, err
+}
+
+// postpone hands j back without an attempt, due again at at.
+func (d *dispatcher) postpone(j job, at time.Time, reason string) {
+	d.w.metrics.postponed.Inc()
+	if _, err := d.w.pool.Exec(d.ctx, q.Postpone, j.deliveryID, d.id, at, reason); err != nil {
+		if d.ctx.Err() == nil {
+			d.log.Warn("could not postpone delivery; the poller retries", "delivery_id", j.deliveryID, "error", err)
+		}
+		d.laterMu.Lock()
+		d.unreleased = append(d.unreleased, j.deliveryID)
+		d.laterMu.Unlock()
+	}
 }
 
 // release hands deliveries back to every worker's poller, or keeps them for the
@@ -263,7 +403,7 @@ func (d *dispatcher) retryLater(ctx context.Context) {
 	d.unrecorded, d.unreleased = nil, nil
 	d.laterMu.Unlock()
 	for i, o := range outcomes {
-		if err := d.record(o); err != nil {
+		if _, err := d.record(o); err != nil {
 			d.laterMu.Lock()
 			d.unrecorded = append(d.unrecorded, outcomes[i:]...)
 			d.laterMu.Unlock()
@@ -296,41 +436,47 @@ func (d *dispatcher) deadLetter(j job, attempts int, reason string) bool {
 	return true
 }
 
-// setPolicy takes the subscription's retry policy.
-func (j *job) setPolicy(createdAt time.Time, maxAttempts, maxAgeSeconds *int) {
-	j.createdAt = createdAt
-	if maxAttempts != nil {
-		j.maxAttempts = *maxAttempts
-	}
-	if maxAgeSeconds != nil {
-		j.maxAge = time.Duration(*maxAgeSeconds) * time.Second
-	}
-}
-
-// setSubscription takes what a job needs of its subscription.
-func (j *job) setSubscription(secret string, previous *string, headers map[string]string, timeoutMS *int) error {
-	key, err := signature.Key(secret)
-	if err != nil {
-		return err
-	}
-	j.keys = [][]byte{key}
-	if previous != nil {
-		if old, err := signature.Key(*previous); err == nil {
-			j.keys = append(j.keys, old)
+// disable turns a subscription off with a reason: at once (410 Gone), or, when
+// now is false, only if it is still failing since before DisableAfter. Its
+// pending deliveries wait for a re-enable. The audit entry and the event
+// ecs.subscription.disabled are written in the same transaction, so operators
+// subscribed to that event hear of every automatic disable exactly once.
+func (d *dispatcher) disable(id uuid.UUID, now bool, reason string) {
+	w := d.w
+	var disabled bool
+	err := pgx.BeginFunc(d.ctx, w.pool, func(tx pgx.Tx) error {
+		var ev delivery.DisabledEvent
+		err := tx.QueryRow(d.ctx, q.DisableSub, id, reason, now, time.Now().Add(-w.cfg.DisableAfter)).
+			Scan(&ev.URL, &ev.FailingSince, &ev.DisabledAt)
+		if db.IsNoRows(err) {
+			return nil // already disabled, or it recovered meanwhile
 		}
-	}
-	j.headers = headers
-	if timeoutMS != nil {
-		j.timeout = time.Duration(*timeoutMS) * time.Millisecond
-	}
-	return nil
-}
-
-// disable turns a subscription off with a reason; its deliveries wait.
-func (d *dispatcher) disable(id uuid.UUID, reason string) {
-	if _, err := d.w.pool.Exec(d.ctx, q.DisableSub, id, reason); err != nil {
-		d.log.Error("could not disable subscription", "subscription_id", id, "error", err)
+		if err != nil {
+			return err
+		}
+		ev.SubscriptionID, ev.Reason = id, reason
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		after, _ := json.Marshal(map[string]any{"state": delivery.StateDisabled, "disabled_reason": reason})
+		if _, err := tx.Exec(d.ctx, q.AuditDisable, id.String(), after); err != nil {
+			return err
+		}
+		if _, _, err := w.events.Tx(tx).Publish(d.ctx, outbox.NewEvent{Type: delivery.EventSubscriptionDisabled, Key: id.String(), Data: data}); err != nil {
+			return fmt.Errorf("emit %s: %w", delivery.EventSubscriptionDisabled, err)
+		}
+		disabled = true
+		return nil
+	})
+	if err != nil {
+		if d.ctx.Err() == nil {
+			d.log.Error("could not disable subscription", "subscription_id", id, "error", err)
+		}
 		return
 	}
-	d.log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
+	if disabled {
+		w.metrics.disabled.Inc()
+		d.log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
+	}
 }

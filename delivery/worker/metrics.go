@@ -13,6 +13,9 @@ type workerMetrics struct {
 	attemptDuration prometheus.Histogram
 	overflow        prometheus.Counter
 	claimed         prometheus.Counter
+	postponed       prometheus.Counter
+	breakerOpen     prometheus.Counter
+	disabled        prometheus.Counter
 }
 
 // newMetrics registers the worker's collectors on reg (nil: not registered).
@@ -34,5 +37,11 @@ func newMetrics(reg prometheus.Registerer) *workerMetrics {
 			Name: "ecs_worker_lane_overflow_total", Help: "Deliveries left to the poller because their lane was full."}),
 		claimed: f.NewCounter(prometheus.CounterOpts{
 			Name: "ecs_worker_deliveries_claimed_total", Help: "Due or orphaned deliveries claimed by the poller."}),
+		postponed: f.NewCounter(prometheus.CounterOpts{
+			Name: "ecs_worker_deliveries_postponed_total", Help: "Deliveries handed back without an attempt because their endpoint's circuit breaker was open."}),
+		breakerOpen: f.NewCounter(prometheus.CounterOpts{
+			Name: "ecs_worker_breaker_trips_total", Help: "Times an endpoint's circuit breaker opened."}),
+		disabled: f.NewCounter(prometheus.CounterOpts{
+			Name: "ecs_worker_subscriptions_disabled_total", Help: "Subscriptions the worker disabled (410 Gone, or failing for ECS_WORKER_DISABLE_AFTER)."}),
 	}
 }

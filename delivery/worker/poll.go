@@ -41,33 +41,27 @@ func (w *Worker) poll(ctx context.Context, id uuid.UUID, d *dispatcher, log *slo
 func (w *Worker) claim(ctx context.Context, id uuid.UUID, d *dispatcher, log *slog.Logger) (int, error) {
 	rows, _ := w.pool.Query(ctx, q.ClaimDue, id, w.cfg.StaleAfter.String(), w.cfg.ClaimBatch)
 	var (
-		j         job
-		secret    string
-		previous  *string
-		headers   map[string]string
-		timeoutMS *int
-		created   time.Time
-		attempts  *int
-		maxAge    *int
-		typ, data string
-		createdAt time.Time
 		deleted   bool
+		cols      jobColumns
+		typ, data string
+		key       string
+		createdAt time.Time
 		jobs      []job
 		cancelled []uuid.UUID
 	)
-	n, err := pgx.ForEachRow(rows, []any{&j.deliveryID, &j.subscriptionID, &j.eventID, &j.attempts, &j.url, &secret,
-		&previous, &headers, &timeoutMS, &created, &attempts, &maxAge, &typ, &j.orderKey, &data, &createdAt, &deleted}, func() error {
+	targets := append(append([]any{&deleted}, cols.targets()...), &typ, &key, &data, &createdAt)
+	n, err := pgx.ForEachRow(rows, targets, func() error {
+		j := cols.job()
 		if deleted {
 			cancelled = append(cancelled, j.deliveryID)
 			return nil
 		}
-		if err := j.setSubscription(secret, previous, headers, timeoutMS); err != nil {
-			log.Error("subscription has an unusable secret", "subscription_id", j.subscriptionID, "error", err)
+		if j.keyErr != nil {
+			log.Error("subscription has unusable signing keys", "subscription_id", j.subscriptionID, "error", j.keyErr)
 		}
-		j.setPolicy(created, attempts, maxAge)
+		j.orderKey = key
 		j.body = outbox.WebhookBody(typ, createdAt, []byte(data))
 		jobs = append(jobs, j)
-		j = job{}
 		return nil
 	})
 	if err != nil {

@@ -23,7 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/sender"
+	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/db"
 	"github.com/eventconfigservice/ecs/platform/kafka"
 	"github.com/eventconfigservice/ecs/platform/service"
@@ -41,6 +43,9 @@ var q struct {
 	Release           string `sql:"release"`
 	ClaimDue          string `sql:"claim_due"`
 	FinishAttempt     string `sql:"finish_attempt"`
+	Postpone          string `sql:"postpone"`
+	EarlierPending    string `sql:"earlier_pending"`
+	AuditDisable      string `sql:"audit_disable"`
 	Cancel            string `sql:"cancel"`
 	ListenTopics      string `sql:"listen_topics"`
 	LoadProgress      string `sql:"load_progress"`
@@ -59,6 +64,7 @@ type Worker struct {
 	kopts   []kgo.Opt
 	pool    *pgxpool.Pool
 	sender  *sender.Sender
+	events  *outbox.Store // emits the platform's own events
 	log     *slog.Logger
 	metrics *workerMetrics
 
@@ -80,6 +86,7 @@ func New(cfg Config, kcfg kafka.Config, pool *pgxpool.Pool, log *slog.Logger, re
 	return &Worker{
 		cfg: cfg, kcfg: kcfg, kopts: kopts, pool: pool,
 		sender:  sender.New(cfg.HTTP),
+		events:  outbox.NewStore(pool, kcfg.Topic),
 		log:     log.With("component", "worker"),
 		metrics: newMetrics(reg),
 	}, nil
@@ -104,6 +111,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	if _, err := w.pool.Exec(ctx, q.Register, id); err != nil {
 		return fmt.Errorf("worker: register: %w", err)
+	}
+	if err := delivery.EnsureEventTypes(ctx, w.events); err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
 	cs := newConsumerState(w.cfg)
 	opts := append([]kgo.Opt{

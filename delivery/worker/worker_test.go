@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/egress"
 	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/delivery/worker"
@@ -68,12 +69,17 @@ func (b *testBundle) startWorker(t *testing.T, cfg worker.Config) *worker.Worker
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	cfg.StaleAfter = 500 * time.Millisecond
 	cfg.MetadataRefresh = 200 * time.Millisecond
-	if cfg.RetryInitial == 0 {
-		cfg.RetryInitial = 20 * time.Millisecond
-		cfg.RetryMax = 100 * time.Millisecond
+	if cfg.RetrySchedule == nil {
+		cfg.RetrySchedule = []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond}
+		if cfg.MaxAttempts == 0 {
+			cfg.MaxAttempts = 8
+		}
 	}
 	if cfg.HTTP.Timeout == 0 {
 		cfg.HTTP = sender.Config{Timeout: 5 * time.Second}
+	}
+	if cfg.HTTP.Egress.AllowNetworks == nil {
+		cfg.HTTP.Egress = egress.Config{}.AllowLoopback() // the receivers are httptest servers on loopback
 	}
 	w, err := worker.New(cfg, b.kcfg, b.pool, logging.Discard(), nil)
 	require.NoError(t, err)
@@ -189,7 +195,7 @@ func TestWorkerDeliversAReproducedRecordOnce(t *testing.T) {
 	ev := b.publish(t, "k", 3)
 	second := b.publish(t, "k", 1) // a later record proves the copies were consumed
 	ep.await(t, 2, 20*time.Second)
-	require.Eventually(t, func() bool { return b.delivery(t, second.ID).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.status(second.ID) == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	require.Equal(t, 1, ep.ok[ev.ID.String()])
@@ -224,7 +230,7 @@ func TestWorkerDeadLettersAfterLastAttempt(t *testing.T) {
 	require.Equal(t, "status 503", headers[kafka.HeaderDLQReason])
 	require.JSONEq(t, string(outbox.WebhookBody(ev.Type, ev.CreatedAt, ev.Data)), string(rec.Value))
 
-	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Status == delivery.StatusDead }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.status(ev.ID) == delivery.StatusDead }, 10*time.Second, 10*time.Millisecond)
 	d := b.delivery(t, ev.ID)
 	require.Len(t, d.AttemptLog, 3)
 	for _, a := range d.AttemptLog {
@@ -246,16 +252,16 @@ func TestWorkerRetrySurvivesRestart(t *testing.T) {
 	})
 	b.subscribe(t, ep.srv.URL)
 	// A retry far in the future: only the database remembers it.
-	w := b.startWorker(t, worker.Config{RetryInitial: time.Second, RetryMax: time.Second})
+	w := b.startWorker(t, worker.Config{RetrySchedule: []time.Duration{time.Second}, MaxAttempts: 8})
 	ev := b.publish(t, "k", 1)
 	require.Eventually(t, func() bool { return ep.n.Load() >= 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Attempts == 1 }, 10*time.Second, 10*time.Millisecond)
 	w.Stop(context.Background())
 
 	healthy.Store(true)
-	b.startWorker(t, worker.Config{RetryInitial: time.Second, RetryMax: time.Second})
+	b.startWorker(t, worker.Config{RetrySchedule: []time.Duration{time.Second}, MaxAttempts: 8})
 	ep.await(t, 1, 20*time.Second)
-	require.Eventually(t, func() bool { return b.delivery(t, ev.ID).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.status(ev.ID) == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
 	d := b.delivery(t, ev.ID)
 	require.Len(t, d.AttemptLog, 2)
 	require.False(t, d.AttemptLog[0].Succeeded)
@@ -313,7 +319,7 @@ func TestWorkerRecordsAnOutcomePostgresRefusedAtFirst(t *testing.T) {
 	require.NoError(t, err)
 
 	for _, id := range []uuid.UUID{ev.ID, next.ID} {
-		require.Eventually(t, func() bool { return b.delivery(t, id).Status == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return b.status(id) == delivery.StatusSucceeded }, 10*time.Second, 10*time.Millisecond)
 		require.Len(t, b.delivery(t, id).AttemptLog, 1)
 	}
 	require.Equal(t, int64(2), ep.n.Load(), "the successes were recorded, not sent again")
@@ -345,7 +351,7 @@ func TestWorkersShareTheGroupThroughRebalances(t *testing.T) {
 	}
 	ep.await(t, n, 60*time.Second)
 	for _, id := range ids {
-		require.Eventually(t, func() bool { return b.delivery(t, id).Status == delivery.StatusSucceeded }, 10*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return b.status(id) == delivery.StatusSucceeded }, 10*time.Second, 5*time.Millisecond)
 	}
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
@@ -487,7 +493,7 @@ func TestWorkerDisablesOn410AndHonoursRetryAfter(t *testing.T) {
 	t.Cleanup(busy.Close)
 	gs := b.subscribe(t, gone.srv.URL)
 	bs := b.subscribe(t, busy.URL)
-	b.startWorker(t, worker.Config{RetryInitial: 20 * time.Millisecond, RetryMax: time.Minute})
+	b.startWorker(t, worker.Config{RetrySchedule: []time.Duration{20 * time.Millisecond}, MaxAttempts: 8})
 	ev := b.publish(t, "k", 1)
 
 	require.Eventually(t, func() bool {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -21,6 +22,16 @@ func TestEnvParsesAndCollectsErrors(t *testing.T) {
 	err := e.Err()
 	require.ErrorContains(t, err, "ECS_B")
 	require.ErrorContains(t, err, "ECS_E")
+}
+
+func TestEnvPrefixes(t *testing.T) {
+	t.Parallel()
+	e := FromMap(map[string]string{"ECS_P": "10.1.2.3/8, ::1/128,", "ECS_BAD": "10.0.0.0/8,10.0.0.1"})
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}, e.Prefixes("ECS_P", nil))
+	require.Nil(t, e.Prefixes("ECS_MISSING", nil))
+	require.NoError(t, e.Err())
+	require.Nil(t, e.Prefixes("ECS_BAD", nil))
+	require.ErrorContains(t, e.Err(), `ECS_BAD: "10.0.0.1" is not a CIDR network`)
 }
 
 func TestCommonValidate(t *testing.T) {

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -62,6 +63,26 @@ func (e *Env) List(name string, def []string) []string {
 	return out
 }
 
+// Prefixes returns a comma-separated list of CIDR networks ("10.0.0.0/8,
+// fd00::/8"), each masked to its network address, or def. A bad item is
+// recorded as an error naming the variable, and def is returned.
+func (e *Env) Prefixes(name string, def []netip.Prefix) []netip.Prefix {
+	items := e.List(name, nil)
+	if items == nil {
+		return def
+	}
+	out := make([]netip.Prefix, 0, len(items))
+	for _, item := range items {
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a CIDR network (e.g. 10.0.0.0/8 or fd00::/8)", name, item))
+			return def
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
 // Int returns the variable as an integer, or def.
 func (e *Env) Int(name string, def int) int {
 	v, ok := e.get(name)
@@ -102,6 +123,26 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// Durations returns a comma-separated list of Go durations ("5s,5m,30m"), or
+// def. A bad item is recorded as an error naming the variable, and def is
+// returned.
+func (e *Env) Durations(name string, def []time.Duration) []time.Duration {
+	items := e.List(name, nil)
+	if items == nil {
+		return def
+	}
+	out := make([]time.Duration, 0, len(items))
+	for _, item := range items {
+		d, err := time.ParseDuration(item)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a duration (e.g. 5s, 5m, 2h)", name, item))
+			return def
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // Err joins every parse error seen so far.

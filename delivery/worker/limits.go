@@ -1,0 +1,140 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/eventconfigservice/ecs/delivery/sender"
+)
+
+// subLimits bounds one subscription's attempts on this worker: how many are in
+// flight at once and how many start per second.
+type subLimits struct {
+	concurrency int
+	rate        int
+	sem         chan struct{}
+	lim         *rate.Limiter // nil: no rate limit
+}
+
+// limitsFor returns the limits j's subscription has now. A subscription whose
+// settings changed gets new ones; attempts under the old ones finish under them.
+func (d *dispatcher) limitsFor(j job) *subLimits {
+	n := d.w.cfg.Lanes
+	if j.concurrency > 0 && j.concurrency < n {
+		n = j.concurrency
+	}
+	d.limMu.Lock()
+	defer d.limMu.Unlock()
+	l := d.limits[j.subscriptionID]
+	if l == nil || l.concurrency != n || l.rate != j.rateLimit {
+		l = &subLimits{concurrency: n, rate: j.rateLimit, sem: make(chan struct{}, n)}
+		if j.rateLimit > 0 {
+			// A burst of one spaces requests evenly: a subscriber that asked for
+			// 10/s never sees 10 at once.
+			l.lim = rate.NewLimiter(rate.Limit(j.rateLimit), 1)
+		}
+		d.limits[j.subscriptionID] = l
+	}
+	return l
+}
+
+// acquire takes a slot; false means ctx ended first.
+func (l *subLimits) acquire(ctx context.Context) bool {
+	select {
+	case l.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (l *subLimits) release() { <-l.sem }
+
+// wait blocks until the rate limit lets a request start.
+func (l *subLimits) wait(ctx context.Context) error {
+	if l.lim == nil {
+		return nil
+	}
+	return l.lim.Wait(ctx)
+}
+
+// errStopped reports an attempt cut short by a hard stop; breakers ignore it.
+var errStopped = errors.New("worker stopped")
+
+// breaker is one endpoint's circuit breaker (gobreaker): per URL, per worker.
+type breaker struct {
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cooldown time.Duration
+	openedAt atomic.Int64 // unix nanoseconds of the last trip
+}
+
+// breakerFor returns url's breaker, or nil when breakers are off.
+func (d *dispatcher) breakerFor(url string) *breaker {
+	cfg := d.w.cfg
+	if cfg.BreakerFailures <= 0 {
+		return nil
+	}
+	d.breakerMu.Lock()
+	defer d.breakerMu.Unlock()
+	if b, ok := d.breakers[url]; ok {
+		return b
+	}
+	b := &breaker{cooldown: cfg.BreakerCooldown}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        url,
+		MaxRequests: 1, // one probe when half-open
+		Timeout:     cfg.BreakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.BreakerFailures) },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errStopped) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				b.openedAt.Store(time.Now().UnixNano())
+				d.w.metrics.breakerOpen.Inc()
+			}
+			d.log.Info("circuit breaker changed state", "endpoint", url, "from", from.String(), "to", to.String())
+		},
+	})
+	d.breakers[url] = b
+	return b
+}
+
+// retryAt is when a delivery the breaker refused should come back: just after
+// the breaker half-opens (spread over a fifth of the cooldown, so the backlog
+// does not return at one instant), or, while the probe is out, a little later.
+func (b *breaker) retryAt(err error) time.Time {
+	jitter := time.Duration(rand.Int64N(int64(b.cooldown/5) + 1))
+	if errors.Is(err, gobreaker.ErrOpenState) {
+		reopen := time.Unix(0, b.openedAt.Load()).Add(b.cooldown)
+		return maxTime(reopen, time.Now()).Add(jitter)
+	}
+	return time.Now().Add(min(b.cooldown, time.Second) + jitter) // half-open: the probe decides
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// breakerFailure says whether an attempt says the endpoint is down or
+// overloaded (which opens breakers) rather than refusing this one request.
+func breakerFailure(res sender.Result) bool {
+	if res.Err == nil {
+		return false
+	}
+	switch c := res.StatusCode; {
+	case c == 0: // no response: timeout, refused, reset, DNS
+		return true
+	case c >= 500, c == http.StatusTooManyRequests, c == http.StatusRequestTimeout:
+		return true
+	}
+	return false
+}
