@@ -736,7 +736,7 @@ func TestWebhookMatchesAsyncAPISpec(t *testing.T) {
 	t.Cleanup(srv.Close)
 	c := specClient{t: t, base: srv.URL, cred: contractToken}
 	c.must(201, "POST", "/v1/event-types", `{"name":"order.created"}`)
-	sub := c.must(201, "POST", "/v1/subscriptions", `{"url":"`+subscriber.URL+`","event_types":["order.created"]}`)
+	sub := c.must(201, "POST", "/v1/subscriptions", `{"url":"`+subscriber.URL+`","event_types":["order.created"],"signature_schemes":["v1","v1a"]}`)
 	oldSecret := sub.body["secret"].(string)
 	newSecret := c.must(200, "POST", "/v1/subscriptions/"+sub.body["id"].(string)+"/secret:rotate", "").body["secret"].(string)
 	c.must(200, "POST", "/v1/subscriptions/"+sub.body["id"].(string)+"/test", `{"type":"order.created","data":{"id":1}}`)
@@ -753,9 +753,14 @@ func TestWebhookMatchesAsyncAPISpec(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, schema("WebhookBody").Validate(body))
 	sigs := strings.Fields(hook.header.Get(signature.HeaderSignature))
-	require.Len(t, sigs, 2, "two signatures during a rotation")
+	require.Len(t, sigs, 4, "v1 and v1a, each with the new and the previous key during a rotation")
 	for _, secret := range []string{newSecret, oldSecret} {
 		require.NoError(t, signature.Verify(secret, hook.header.Get(signature.HeaderID), hook.header.Get(signature.HeaderTimestamp),
+			hook.header.Get(signature.HeaderSignature), hook.body, time.Now(), time.Minute))
+	}
+	keys := c.must(200, "GET", "/v1/subscriptions/"+sub.body["id"].(string)+"/public-key", "")
+	for _, pub := range []any{keys.body["public_key"], keys.body["previous"].(map[string]any)["public_key"]} {
+		require.NoError(t, signature.VerifyV1a(pub.(string), hook.header.Get(signature.HeaderID), hook.header.Get(signature.HeaderTimestamp),
 			hook.header.Get(signature.HeaderSignature), hook.body, time.Now(), time.Minute))
 	}
 }
