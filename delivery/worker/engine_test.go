@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventconfigservice/ecs/delivery"
+	"github.com/eventconfigservice/ecs/delivery/egress"
+	"github.com/eventconfigservice/ecs/delivery/sender"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/delivery/worker"
 	"github.com/eventconfigservice/ecs/outbox"
@@ -432,4 +435,21 @@ func TestV1aSignaturesEndToEnd(t *testing.T) {
 	ts, id := q.headers.Get(signature.HeaderTimestamp), q.headers.Get(signature.HeaderID)
 	require.NoError(t, signature.Verify(sub.Secret, id, ts, sigs, q.body, time.Now(), time.Minute))
 	require.NoError(t, signature.VerifyV1a(sub.PublicKey, id, ts, sigs, q.body, time.Now(), time.Minute))
+}
+
+// TestBlockedDestinationIsDeadAtOnce: an endpoint the egress guard refuses
+// (here loopback, with no allow-list) gets no request, and its delivery is dead
+// after one attempt instead of retrying for a day and a half.
+func TestBlockedDestinationIsDeadAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ep := newRecorder(t, func(string, int) (int, time.Duration) { return 200, 0 })
+	b.subscribe(t, ep.srv.URL)
+	b.startWorker(t, worker.Config{HTTP: sender.Config{Timeout: 5 * time.Second, Egress: egress.Config{AllowNetworks: []netip.Prefix{}}}})
+	ev := b.publish(t, "k", 1)
+	require.Eventually(t, func() bool { return b.status(ev.ID) == delivery.StatusDead }, 20*time.Second, 20*time.Millisecond)
+	d := b.delivery(t, ev.ID)
+	require.Equal(t, 1, d.Attempts)
+	require.Contains(t, *d.LastError, "not a permitted destination")
+	require.Empty(t, ep.requests())
 }
