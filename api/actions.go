@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -92,9 +91,13 @@ func (a *API) publicKey(c *gin.Context) {
 		a.fail(c, err, "subscription "+sub.ID.String())
 		return
 	}
-	if sg.SigningKey == nil {
-		a.internal(c, errors.New("subscription has no signing key"))
-		return
+	if sg.SigningKey == nil { // created before v1a existed
+		k, err := a.deliveries.EnsureSigningKey(c, sub.ID)
+		if err != nil {
+			a.fail(c, err, "subscription "+sub.ID.String())
+			return
+		}
+		sg.SigningKey = &k
 	}
 	key, err := signature.SigningKey(*sg.SigningKey)
 	if err != nil {

@@ -146,3 +146,21 @@ func TestPlatformTypesAreReserved(t *testing.T) {
 	require.Equal(t, 422, p.code)
 	require.Equal(t, "type", fieldOf(p))
 }
+
+// TestPublicKeyOfAnOlderSubscription: a subscription stored before v1a existed
+// (no signing key) gets one on first request, and keeps it.
+func TestPublicKeyOfAnOlderSubscription(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.NewDB(t)
+	b := serve(t, pool, api.Config{Tokens: []string{token}, MaxBodyBytes: 4096}, logging.Discard())
+	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.paid"}`).code)
+	r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.paid"]}`)
+	id := r.body["id"].(string)
+	_, err := pool.Exec(context.Background(), `UPDATE subscriptions SET signing_key = NULL WHERE id = $1`, id)
+	require.NoError(t, err)
+	first := b.do(t, "GET", "/v1/subscriptions/"+id+"/public-key", "")
+	require.Equal(t, 200, first.code, first.raw)
+	second := b.do(t, "GET", "/v1/subscriptions/"+id+"/public-key", "")
+	require.Equal(t, first.body["public_key"], second.body["public_key"])
+	require.Equal(t, first.body["public_key"], b.do(t, "GET", "/v1/subscriptions/"+id, "").body["public_key"])
+}

@@ -38,6 +38,7 @@ var q struct {
 	ReplayMissing       string `sql:"replay_missing"`
 	RedriveDead         string `sql:"redrive_dead"`
 	SigningSecrets      string `sql:"signing_secrets"`
+	EnsureSigningKey    string `sql:"ensure_signing_key"`
 	ListAttempts        string `sql:"list_attempts"`
 	EventDeliveryStates string `sql:"event_delivery_states"`
 }
@@ -554,6 +555,24 @@ func TypeMatches(t string, patterns []string) bool {
 		}
 	}
 	return false
+}
+
+// EnsureSigningKey returns the subscription's v1a signing key, issuing one if
+// it was created before v1a existed.
+func (s *Store) EnsureSigningKey(ctx context.Context, id uuid.UUID) (string, error) {
+	fresh, err := signature.NewSigningKey()
+	if err != nil {
+		return "", err
+	}
+	var key string
+	err = s.x.QueryRow(ctx, q.EnsureSigningKey, id, fresh).Scan(&key)
+	if db.IsNoRows(err) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("delivery: ensure signing key: %w", err)
+	}
+	return key, nil
 }
 
 // Keys decodes the keys of the schemes the subscription asked for: HMAC keys

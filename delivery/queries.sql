@@ -145,3 +145,12 @@ WHERE status = 'dead'
 SELECT secret, CASE WHEN previous_secret_until > now() THEN previous_secret END,
        signing_key, CASE WHEN previous_secret_until > now() THEN previous_signing_key END, signature_schemes
 FROM subscriptions WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: ensure_signing_key
+-- A subscription created before v1a existed gets its signing key ($2) on first
+-- use; one that has a key keeps it.
+UPDATE subscriptions
+SET signing_key = coalesce(signing_key, $2),
+    version = version + CASE WHEN signing_key IS NULL THEN 1 ELSE 0 END
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING signing_key;

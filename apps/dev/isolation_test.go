@@ -104,6 +104,19 @@ func TestE2EIsolationLatency(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
+	// Warm up: the first event creates its topic, which the worker's group
+	// then discovers and joins (a rebalance); measure only after that.
+	var warm struct {
+		ID string `json:"id"`
+	}
+	code, _ = h.call("POST", "/v1/events", map[string]any{"type": "order.created", "data": map[string]any{}}, &warm)
+	require.Equal(t, http.StatusAccepted, code)
+	require.Eventually(t, func() bool {
+		healthy.mu.Lock()
+		defer healthy.mu.Unlock()
+		_, ok := healthy.at[warm.ID]
+		return ok
+	}, 2*time.Minute, 10*time.Millisecond)
 	alone := run()
 	subscribe(dead.URL, map[string]any{"timeout_ms": 1000})
 	subscribe(slow.URL, nil)
