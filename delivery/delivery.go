@@ -132,11 +132,12 @@ type Subscription struct {
 	Filter *string `json:"filter"`
 	// RetryPolicy overrides the worker's attempts and adds a maximum age.
 	RetryPolicy *RetryPolicy `json:"retry_policy"`
-	// MaxConcurrency caps this subscription's attempts in flight at once, per
-	// worker (null: ECS_WORKER_LANES, default 16).
+	// MaxConcurrency caps this subscription's attempts in flight at once,
+	// shared out between the live workers, at least one each (null: each
+	// worker's ECS_WORKER_LANES, default 16).
 	MaxConcurrency *int `json:"max_concurrency"`
-	// RateLimit caps requests per second to this subscription, per worker
-	// (null: unlimited).
+	// RateLimit caps requests per second to this subscription, shared out
+	// evenly between the live workers (null: unlimited).
 	RateLimit *int `json:"rate_limit"`
 	// Ordering is Unordered (the default) or Ordered.
 	Ordering string `json:"ordering"`

@@ -15,30 +15,38 @@ import (
 )
 
 // subLimits bounds one subscription's attempts on this worker: how many are in
-// flight at once and how many start per second.
+// flight at once and how many start per second. A subscription's limits hold
+// for the whole deployment: each of the live workers takes an even share (the
+// rate exactly; concurrency rounded down, at least one each).
 type subLimits struct {
 	concurrency int
-	rate        int
+	rate        float64
 	sem         chan struct{}
 	lim         *rate.Limiter // nil: no rate limit
 }
 
-// limitsFor returns the limits j's subscription has now. A subscription whose
-// settings changed gets new ones; attempts under the old ones finish under them.
+// limitsFor returns the limits j's subscription has now on this worker. When
+// its settings or the number of workers change it gets new ones; attempts under
+// the old ones finish under them.
 func (d *dispatcher) limitsFor(j job) *subLimits {
+	peers := int(max(d.w.peers.Load(), 1))
 	n := d.w.cfg.Lanes
-	if j.concurrency > 0 && j.concurrency < n {
-		n = j.concurrency
+	if j.concurrency > 0 {
+		n = min(n, max(j.concurrency/peers, 1))
+	}
+	var r float64
+	if j.rateLimit > 0 {
+		r = float64(j.rateLimit) / float64(peers)
 	}
 	d.limMu.Lock()
 	defer d.limMu.Unlock()
 	l := d.limits[j.subscriptionID]
-	if l == nil || l.concurrency != n || l.rate != j.rateLimit {
-		l = &subLimits{concurrency: n, rate: j.rateLimit, sem: make(chan struct{}, n)}
-		if j.rateLimit > 0 {
+	if l == nil || l.concurrency != n || l.rate != r {
+		l = &subLimits{concurrency: n, rate: r, sem: make(chan struct{}, n)}
+		if r > 0 {
 			// A burst of one spaces requests evenly: a subscriber that asked for
 			// 10/s never sees 10 at once.
-			l.lim = rate.NewLimiter(rate.Limit(j.rateLimit), 1)
+			l.lim = rate.NewLimiter(rate.Limit(r), 1)
 		}
 		d.limits[j.subscriptionID] = l
 	}

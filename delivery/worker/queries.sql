@@ -7,6 +7,11 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 -- name: heartbeat
 UPDATE workers SET heartbeat_at = now() WHERE id = $1;
 
+-- name: live_workers
+-- Workers whose heartbeat is fresh: subscriptions' limits are shared out
+-- between them.
+SELECT count(*) FROM workers WHERE heartbeat_at > now() - $1::interval;
+
 -- name: forget_dead_workers
 DELETE FROM workers WHERE heartbeat_at < now() - $1::interval;
 

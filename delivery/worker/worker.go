@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,6 +39,7 @@ var q struct {
 	Register          string `sql:"register"`
 	Heartbeat         string `sql:"heartbeat"`
 	ForgetDeadWorkers string `sql:"forget_dead_workers"`
+	LiveWorkers       string `sql:"live_workers"`
 	Unregister        string `sql:"unregister"`
 	CreateDeliveries  string `sql:"create_deliveries"`
 	Release           string `sql:"release"`
@@ -67,6 +69,10 @@ type Worker struct {
 	events  *outbox.Store // emits the platform's own events
 	log     *slog.Logger
 	metrics *workerMetrics
+
+	// peers is how many workers are alive (this one included), from the
+	// heartbeat: a subscription's limits are shared out between them.
+	peers atomic.Int64
 
 	mu      sync.Mutex
 	id      uuid.UUID // this run's identity in the workers table
@@ -113,6 +119,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("worker: register: %w", err)
 	}
 	if err := delivery.EnsureEventTypes(ctx, w.events); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	if err := w.countPeers(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
 	cs := newConsumerState(w.cfg)
@@ -208,6 +217,9 @@ func (w *Worker) heartbeat(ctx context.Context, id uuid.UUID, log *slog.Logger) 
 		if err == nil && tag.RowsAffected() == 0 {
 			_, err = w.pool.Exec(ctx, q.Register, id)
 		}
+		if err == nil {
+			err = w.countPeers(ctx)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("heartbeat failed", "error", err)
@@ -216,6 +228,16 @@ func (w *Worker) heartbeat(ctx context.Context, id uuid.UUID, log *slog.Logger) 
 		}
 		_, _ = w.pool.Exec(ctx, q.ForgetDeadWorkers, (100 * w.cfg.StaleAfter).String())
 	}
+}
+
+// countPeers reads how many workers are alive.
+func (w *Worker) countPeers(ctx context.Context) error {
+	var n int64
+	if err := w.pool.QueryRow(ctx, q.LiveWorkers, w.cfg.StaleAfter.String()).Scan(&n); err != nil {
+		return err
+	}
+	w.peers.Store(max(n, 1))
+	return nil
 }
 
 // watchTopics refreshes the consumer's topic list when a relay announces a new
