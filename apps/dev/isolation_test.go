@@ -105,18 +105,29 @@ func TestE2EIsolationLatency(t *testing.T) {
 		return out
 	}
 	// Warm up: the first event creates its topic, which the worker's group
-	// then discovers and joins (a rebalance); measure only after that.
-	var warm struct {
-		ID string `json:"id"`
+	// then discovers and joins (a rebalance), and the first record of each
+	// partition sets up the producer's and the consumer's state for it. Send
+	// one event per key and measure only after all of them arrived.
+	warm := map[string]bool{}
+	for i := range 26 {
+		var ev struct {
+			ID string `json:"id"`
+		}
+		code, _ = h.call("POST", "/v1/events", map[string]any{"type": "order.created", "key": "k" + strconv.Itoa(i), "data": map[string]any{}}, &ev)
+		require.Equal(t, http.StatusAccepted, code)
+		warm[ev.ID] = true
 	}
-	code, _ = h.call("POST", "/v1/events", map[string]any{"type": "order.created", "data": map[string]any{}}, &warm)
-	require.Equal(t, http.StatusAccepted, code)
 	require.Eventually(t, func() bool {
 		healthy.mu.Lock()
 		defer healthy.mu.Unlock()
-		_, ok := healthy.at[warm.ID]
-		return ok
+		for id := range warm {
+			if _, ok := healthy.at[id]; !ok {
+				return false
+			}
+		}
+		return true
 	}, 2*time.Minute, 10*time.Millisecond)
+	time.Sleep(time.Second) // let a rebalance that the new topic may still cause settle
 	alone := run()
 	subscribe(dead.URL, map[string]any{"timeout_ms": 1000})
 	subscribe(slow.URL, nil)

@@ -61,6 +61,7 @@ type jobColumns struct {
 	secret               string
 	previous, signingKey *string
 	previousSigningKey   *string
+	seq                  *int64 // NULL for an event without a key
 	schemes              []string
 	timeoutMS            *int
 	maxAttempts, maxAge  *int
@@ -70,7 +71,7 @@ type jobColumns struct {
 }
 
 func (c *jobColumns) targets() []any {
-	return []any{&c.j.deliveryID, &c.j.subscriptionID, &c.j.eventID, &c.j.attempts, &c.j.createdAt, &c.j.seqKey, &c.j.seq,
+	return []any{&c.j.deliveryID, &c.j.subscriptionID, &c.j.eventID, &c.j.attempts, &c.j.createdAt, &c.j.seqKey, &c.seq,
 		&c.j.url, &c.secret, &c.previous, &c.signingKey, &c.previousSigningKey, &c.schemes, &c.j.headers, &c.timeoutMS,
 		&c.maxAttempts, &c.maxAge, &c.schedule, &c.concurrency, &c.rate, &c.ordering}
 }
@@ -78,6 +79,9 @@ func (c *jobColumns) targets() []any {
 // job builds the job from the scanned columns and resets c for the next row.
 func (c *jobColumns) job() job {
 	j := c.j
+	if c.seq != nil {
+		j.seq = *c.seq
+	}
 	sg := delivery.Signing{Secret: c.secret, PreviousSecret: c.previous, SigningKey: c.signingKey,
 		PreviousSigningKey: c.previousSigningKey, Schemes: c.schemes}
 	j.keys, j.edKeys, j.keyErr = sg.Keys()

@@ -286,10 +286,12 @@ func TestOrderedSubscriptionWaitsForRetries(t *testing.T) {
 	doomed.Store(d1.ID.String())
 	d2 := b.store(t, "order.created", "d")
 	other := b.store(t, "order.created", "other")
-	for _, ev := range []outbox.Event{k1, k2, k3, d1, d2, other} {
+	keyless := b.store(t, "order.created", "") // no key: never held, never holds
+	require.Zero(t, keyless.KeySeq)
+	for _, ev := range []outbox.Event{k1, k2, k3, d1, d2, other, keyless} {
 		b.produce(t, ev, 1)
 	}
-	require.Eventually(t, func() bool { return ordered.succeeded() == 5 && unordered.succeeded() == 5 }, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return ordered.succeeded() == 6 && unordered.succeeded() == 6 }, 20*time.Second, 20*time.Millisecond)
 
 	// firstOK is when id was first answered 2xx; firstTry when it was first sent.
 	when := func(reqs []request, id string, ok bool) time.Time {
