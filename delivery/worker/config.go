@@ -37,18 +37,21 @@ type Config struct {
 	// and 503 (ECS_WORKER_RETRY_MAX, default 10h).
 	RetryMax time.Duration
 	// BreakerFailures is how many failures in a row open an endpoint's circuit
-	// breaker: while it is open no request goes to that URL, its deliveries wait
+	// breaker, provided at least 80% of its requests in the last minute failed
+	// (so a flaky endpoint under concurrency does not trip it): while it is open no request goes to that URL, its deliveries wait
 	// in PostgreSQL without spending attempts, and after BreakerCooldown one probe
 	// is let through; its success closes the breaker. Timeouts, connection
 	// errors, 408, 429 and 5xx count as failures (ECS_WORKER_BREAKER_FAILURES,
-	// default 5; 0 turns breakers off).
+	// default 5; "0" in the environment, or a negative value here, turns
+	// breakers off).
 	BreakerFailures int
 	// BreakerCooldown is how long a breaker stays open before its probe
 	// (ECS_WORKER_BREAKER_COOLDOWN, default 30s).
 	BreakerCooldown time.Duration
 	// DisableAfter disables a subscription whose every attempt has failed for
 	// this long, and emits the event ecs.subscription.disabled
-	// (ECS_WORKER_DISABLE_AFTER, default 120h = 5 days; 0 never disables).
+	// (ECS_WORKER_DISABLE_AFTER, default 120h = 5 days; "0" in the
+	// environment, or a negative value here, never disables).
 	DisableAfter time.Duration
 	// PollInterval is how often the poller looks for due retries and orphaned
 	// deliveries (ECS_WORKER_POLL_INTERVAL, default 1s).
@@ -91,9 +94,9 @@ func LoadConfig(e *config.Env) Config {
 		MaxAttempts:       e.Int("ECS_WORKER_MAX_ATTEMPTS", 0),
 		RetrySchedule:     e.Durations("ECS_WORKER_RETRY_SCHEDULE", nil),
 		RetryMax:          e.Duration("ECS_WORKER_RETRY_MAX", 10*time.Hour),
-		BreakerFailures:   e.Int("ECS_WORKER_BREAKER_FAILURES", 5),
+		BreakerFailures:   offIfZero(e.Int("ECS_WORKER_BREAKER_FAILURES", 5)),
 		BreakerCooldown:   e.Duration("ECS_WORKER_BREAKER_COOLDOWN", 30*time.Second),
-		DisableAfter:      e.Duration("ECS_WORKER_DISABLE_AFTER", 120*time.Hour),
+		DisableAfter:      offIfZero(e.Duration("ECS_WORKER_DISABLE_AFTER", 120*time.Hour)),
 		PollInterval:      e.Duration("ECS_WORKER_POLL_INTERVAL", time.Second),
 		ClaimBatch:        500,
 		HeartbeatInterval: e.Duration("ECS_WORKER_HEARTBEAT_INTERVAL", 5*time.Second),
@@ -105,6 +108,15 @@ func LoadConfig(e *config.Env) Config {
 		MaxHeld:           10000,
 		HTTP:              sender.Config{Timeout: e.Duration("ECS_WORKER_HTTP_TIMEOUT", 15*time.Second), Egress: egress.LoadConfig(e)},
 	}
+}
+
+// offIfZero maps an explicit 0 from the environment to the struct's "off"
+// (negative), since a zero field takes the default.
+func offIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // WithDefaults fills zero fields.
@@ -134,6 +146,10 @@ func (c Config) WithDefaults() Config {
 	}
 	def(&c.RetryMax, 10*time.Hour)
 	def(&c.BreakerCooldown, 30*time.Second)
+	def(&c.DisableAfter, 120*time.Hour)
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 5
+	}
 	def(&c.PollInterval, time.Second)
 	def(&c.HeartbeatInterval, 5*time.Second)
 	def(&c.StaleAfter, 30*time.Second)
@@ -167,9 +183,9 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.RetryMax >= time.Second, "ECS_WORKER_RETRY_MAX must be at least 1s")
-	check(c.BreakerFailures >= 0, "ECS_WORKER_BREAKER_FAILURES must not be negative")
+	check(c.BreakerFailures >= -1, "ECS_WORKER_BREAKER_FAILURES must not be negative")
 	check(c.BreakerCooldown >= 10*time.Millisecond, "ECS_WORKER_BREAKER_COOLDOWN must be at least 10ms")
-	check(c.DisableAfter == 0 || c.DisableAfter >= time.Second, "ECS_WORKER_DISABLE_AFTER must be 0 (never) or at least 1s")
+	check(c.DisableAfter < 0 || c.DisableAfter >= time.Second, "ECS_WORKER_DISABLE_AFTER must be 0 (never) or at least 1s")
 	check(c.PollInterval >= 10*time.Millisecond, "ECS_WORKER_POLL_INTERVAL must be at least 10ms")
 	check(c.HeartbeatInterval >= 10*time.Millisecond, "ECS_WORKER_HEARTBEAT_INTERVAL must be at least 10ms")
 	check(c.StaleAfter >= 2*c.HeartbeatInterval, "ECS_WORKER_STALE_AFTER must be at least twice ECS_WORKER_HEARTBEAT_INTERVAL")

@@ -99,7 +99,13 @@ func (d *dispatcher) breakerFor(url string) *breaker {
 		Name:        url,
 		MaxRequests: 1, // one probe when half-open
 		Timeout:     cfg.BreakerCooldown,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.BreakerFailures) },
+		// Counts cover the last minute, in 10s buckets. Failures in a row alone
+		// would trip on an endpoint failing half its requests under
+		// concurrency (completions interleave); it must also have failed at
+		// least 80% of the minute's requests: down, not flaky.
+		Interval:     time.Minute,
+		BucketPeriod: 10 * time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return trips(c, cfg.BreakerFailures) },
 		IsExcluded:  func(err error) bool { return errors.Is(err, errStopped) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
@@ -111,6 +117,12 @@ func (d *dispatcher) breakerFor(url string) *breaker {
 	})
 	d.breakers[url] = b
 	return b
+}
+
+// trips says whether counts open a breaker: failures failures in a row, and at
+// least 80% of the window's requests failed.
+func trips(c gobreaker.Counts, failures int) bool {
+	return c.ConsecutiveFailures >= uint32(failures) && c.TotalFailures*5 >= c.Requests*4
 }
 
 // retryAt is when a delivery the breaker refused should come back: just after

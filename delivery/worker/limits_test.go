@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,5 +33,27 @@ func TestLimitsAreSharedBetweenWorkers(t *testing.T) {
 		require.Equal(t, tc.wantConc, cap(l.sem), "%+v", tc)
 		require.InDelta(t, tc.wantRate, l.rate, 1e-9, "%+v", tc)
 		require.Equal(t, tc.wantRate > 0, l.lim != nil, "%+v", tc)
+	}
+}
+
+// TestBreakerTripsOnDownNotFlaky: failures in a row open the breaker only when
+// most of the window's requests failed, so an endpoint failing every other
+// request under concurrency (whose completions can line up five failures) keeps
+// getting traffic.
+func TestBreakerTripsOnDownNotFlaky(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		consecutive, failures, requests uint32
+		want                            bool
+	}{
+		{5, 5, 5, true},     // down from the start
+		{5, 45, 50, true},   // 90% failing
+		{4, 4, 4, false},    // not enough in a row yet
+		{5, 50, 100, false}, // flaky: half fail
+		{7, 70, 100, false}, // 70% failing: still answering often
+		{20, 80, 100, true}, // 80%
+	} {
+		c := gobreaker.Counts{Requests: tc.requests, TotalFailures: tc.failures, ConsecutiveFailures: tc.consecutive}
+		require.Equal(t, tc.want, trips(c, 5), "%+v", tc)
 	}
 }

@@ -34,6 +34,16 @@ func TestEnvPrefixes(t *testing.T) {
 	require.ErrorContains(t, e.Err(), `ECS_BAD: "10.0.0.1" is not a CIDR network`)
 }
 
+func TestEnvDurations(t *testing.T) {
+	t.Parallel()
+	e := FromMap(map[string]string{"ECS_D": "5s, 5m,2h", "ECS_BAD": "5s,soon"})
+	require.Equal(t, []time.Duration{5 * time.Second, 5 * time.Minute, 2 * time.Hour}, e.Durations("ECS_D", nil))
+	require.Nil(t, e.Durations("ECS_MISSING", nil))
+	require.NoError(t, e.Err())
+	require.Nil(t, e.Durations("ECS_BAD", nil))
+	require.ErrorContains(t, e.Err(), `ECS_BAD: "soon" is not a duration`)
+}
+
 func TestCommonValidate(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
