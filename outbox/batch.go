@@ -155,13 +155,13 @@ func (s *Store) writeBatch(ctx context.Context, evs []NewEvent, data [][]byte, r
 		typeVersions = append(typeVersions, v)
 	}
 
+	pids := pgUUIDs(ids)
 	b := &pgx.Batch{}
 	b.Queue(q.BatchCheckEventTypes, typeNames, typeVersions)
-	b.Queue(q.BatchClaimIdempotency, claimKeys, claimHashes, claimIDs)
-	b.Queue(q.BatchNextKeySeqs, ids, keys, idems)
-	b.Queue(q.BatchInsertEvents, ids, types, keys, datas, idems)
-	b.Queue(q.BatchInsertOutbox, ids)
-	b.Queue(q.Notify)
+	b.Queue(q.BatchClaimIdempotency, claimKeys, claimHashes, pgUUIDs(claimIDs))
+	b.Queue(q.BatchNextKeySeqs, pids, keys, idems)
+	b.Queue(q.BatchInsertEvents, pids, types, keys, datas, idems)
+	b.Queue(q.BatchInsertOutbox, pids)
 	written := map[uuid.UUID]bool{}
 	err := func() error {
 		br := s.pool.SendBatch(ctx, b)
@@ -191,10 +191,8 @@ func (s *Store) writeBatch(ctx context.Context, evs []NewEvent, data [][]byte, r
 		}); err != nil {
 			return err
 		}
-		for range 2 {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		return br.Close()
 	}()
@@ -206,6 +204,9 @@ func (s *Store) writeBatch(ctx context.Context, evs []NewEvent, data [][]byte, r
 			return err
 		}
 		return fmt.Errorf("outbox: publish batch: %w", err)
+	}
+	if len(written) > 0 {
+		s.WakeRelay(ctx)
 	}
 
 	// Items not written hold an idempotency key another event holds: a replay

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventconfigservice/ecs/platform/db"
@@ -101,18 +102,36 @@ type Store struct {
 	x     db.Executor // the pool, or a caller's transaction (Tx)
 	topic func(eventType string) string
 	cat   *catalog
+	waker *waker
+	tx    pgx.Tx // set by Tx: Publish writes in the caller's transaction
 }
 
 // NewStore uses topic to name the Kafka topic of a new event type.
 func NewStore(pool *pgxpool.Pool, topic func(eventType string) string) *Store {
-	return &Store{pool: pool, x: pool, topic: topic, cat: &catalog{}}
+	notify := func(ctx context.Context) error {
+		_, err := pool.Exec(ctx, q.Notify)
+		return err
+	}
+	return &Store{pool: pool, x: pool, topic: topic, cat: &catalog{}, waker: newWaker(notify)}
 }
 
-// Tx returns a store whose catalog reads and writes run in tx, so a caller can
-// commit them with its own writes (the audit log). Publish always runs on its own.
+// WakeRelay wakes the relay after events committed; Publish calls it, and a
+// caller that published in its own transaction (Tx) calls it after the commit.
+// Its error is dropped on purpose: the events are stored, and the relay's
+// polling picks them up within ECS_RELAY_POLL_INTERVAL without the wake-up.
+func (s *Store) WakeRelay(ctx context.Context) {
+	_ = s.waker.wake(ctx)
+}
+
+// Tx returns a store whose catalog reads and writes, and whose Publish, run in
+// tx, so a caller can commit them with its own writes (the audit log; the
+// worker's disable and its ecs.subscription.disabled event). Such a Publish
+// does not wake the relay (the caller calls WakeRelay after its commit) and
+// does not retry when the event type changed under it (the transaction is
+// spent: the caller retries).
 func (s *Store) Tx(tx pgx.Tx) *Store {
 	c := *s
-	c.x = tx
+	c.x, c.tx = tx, tx
 	return &c
 }
 
@@ -142,7 +161,7 @@ func (s *Store) Publish(ctx context.Context, ev NewEvent) (Event, bool, error) {
 			return Event{}, false, err
 		}
 		out, replayed, err := s.publish(ctx, ev, data.Bytes(), entry.et.Version)
-		if db.IsCode(err, codeTypeChanged) && try < 3 {
+		if db.IsCode(err, codeTypeChanged) && try < 3 && s.tx == nil {
 			entry = nil // the type changed since it was cached
 			continue
 		}
@@ -156,7 +175,7 @@ const codeTypeChanged = "EC001"
 // publish writes the event, checking in the same transaction that its type is
 // still at version. The statements go in one pipeline, so the whole write is one
 // round trip and one implicit transaction: an error in any statement rolls back
-// all of them.
+// all of them. Once it committed, the relay is woken (wake.go).
 func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, version int) (out Event, replayed bool, err error) {
 	data := bytes.NewBuffer(compact)
 	id, err := uuid.NewV7()
@@ -174,15 +193,20 @@ func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, versio
 	if ev.IdempotencyKey != "" {
 		idem = &ev.IdempotencyKey
 		hash = requestHash(ev.Type, ev.Key, data.Bytes())
-		b.Queue(q.ClaimIdempotency, idem, hash, id)
+		b.Queue(q.ClaimIdempotency, idem, hash, pgUUID(id))
 	}
 	if key != nil {
-		b.Queue(q.NextKeySeq, key, idem, id)
+		b.Queue(q.NextKeySeq, key, idem, pgUUID(id))
 	}
-	b.Queue(q.Publish, id, ev.Type, key, data.String(), idem)
+	b.Queue(q.Publish, pgUUID(id), ev.Type, key, data.String(), idem)
 
 	err = func() error {
-		br := s.pool.SendBatch(ctx, b)
+		var br pgx.BatchResults
+		if s.tx != nil {
+			br = s.tx.SendBatch(ctx, b)
+		} else {
+			br = s.pool.SendBatch(ctx, b)
+		}
 		defer br.Close()
 		for range b.Len() - 1 {
 			if _, err := br.Exec(); err != nil {
@@ -190,8 +214,7 @@ func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, versio
 			}
 		}
 		var keySeq *int64
-		var notified any
-		if err := br.QueryRow().Scan(&out.CreatedAt, &keySeq, &notified); err != nil {
+		if err := br.QueryRow().Scan(&out.CreatedAt, &keySeq); err != nil {
 			return err
 		}
 		if keySeq != nil {
@@ -201,6 +224,9 @@ func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, versio
 	}()
 	switch {
 	case err == nil:
+		if s.tx == nil {
+			s.WakeRelay(ctx)
+		}
 		return out, false, nil
 	case db.IsCode(err, db.CodeForeignKeyViolation, "events_type_fkey"):
 		return Event{}, false, fmt.Errorf("%w: %q", ErrUnknownEventType, ev.Type)
@@ -211,6 +237,21 @@ func (s *Store) publish(ctx context.Context, ev NewEvent, compact []byte, versio
 	default:
 		return Event{}, false, fmt.Errorf("outbox: publish: %w", err)
 	}
+}
+
+// pgUUID hands id to pgx as its own UUID type. A uuid.UUID is a
+// driver.Valuer whose string pgx fails to encode as binary, then parses back:
+// errors built and thrown away for every value, which took over a third of the
+// API's CPU in 1,000-event batches (docs/benchmarks.md, scenario 2).
+func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+// pgUUIDs is pgUUID for a slice.
+func pgUUIDs(ids []uuid.UUID) []pgtype.UUID {
+	out := make([]pgtype.UUID, len(ids))
+	for i, id := range ids {
+		out[i] = pgUUID(id)
+	}
+	return out
 }
 
 // replay answers a repeated idempotency key with the event the key created.

@@ -46,9 +46,10 @@ WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $2 
 ON CONFLICT (key) DO UPDATE SET seq = key_sequences.seq + 1;
 
 -- name: publish
--- The event, its outbox row and the relay's wake-up commit together or not at all.
--- The outbox id is drawn after next_key_seq took the key's lock, so for one key
--- outbox order is key_seq order too.
+-- The event and its outbox row commit together or not at all; the relay's
+-- wake-up follows the commit (notify, sent by the waker in wake.go). The outbox
+-- id is drawn after next_key_seq took the key's lock, so for one key outbox
+-- order is key_seq order too.
 WITH e AS (
     INSERT INTO events (id, type, key, key_seq, data)
     SELECT $1, $2, $3, (SELECT seq FROM key_sequences WHERE key = $3), $4::json
@@ -57,7 +58,7 @@ WITH e AS (
 ), o AS (
     INSERT INTO outbox (event_id) SELECT id FROM e
 )
-SELECT created_at, key_seq, pg_notify('ecs_outbox', '') FROM e;
+SELECT created_at, key_seq FROM e;
 
 -- name: get_idempotent
 SELECT k.request_hash, e.id, e.type, e.key, e.key_seq, e.data::text, e.created_at
@@ -119,6 +120,8 @@ WHERE EXISTS (SELECT 1 FROM events e WHERE e.id = t.id)
 ORDER BY t.ord;
 
 -- name: notify
+-- Wakes the relay, in a transaction of its own after events committed, never
+-- inside theirs (see wake.go). A transaction that only notifies writes no WAL.
 SELECT pg_notify('ecs_outbox', '');
 
 -- name: get_idempotent_many

@@ -480,6 +480,7 @@ func (d *dispatcher) disable(id uuid.UUID, now bool, reason string) {
 		return
 	}
 	if disabled {
+		w.events.WakeRelay(d.ctx) // the event committed with the disable
 		w.metrics.disabled.Inc()
 		d.log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
 	}

@@ -455,3 +455,42 @@ func TestBlockedDestinationIsDeadAtOnce(t *testing.T) {
 	require.Contains(t, *d.LastError, "not a permitted destination")
 	require.Empty(t, ep.requests())
 }
+
+// TestDisableAndItsEventCommitTogether: the disable, its audit entry and its
+// ecs.subscription.disabled event are one transaction. While the audit write
+// fails, the subscription stays active and no event is emitted; once it
+// succeeds, both happen, once.
+func TestDisableAndItsEventCommitTogether(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `
+		CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'injected: audit refused'; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit();`)
+	require.NoError(t, err)
+	gone := newRecorder(t, func(string, int) (int, time.Duration) { return http.StatusGone, 0 })
+	sub := b.subscribe(t, gone.srv.URL)
+	b.startWorker(t, worker.Config{})
+	b.publish(t, "k", 1)
+	require.Eventually(t, func() bool { return len(gone.requests()) >= 1 }, 20*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	countEvents := func() int {
+		var n int
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE type = $1`, delivery.EventSubscriptionDisabled).Scan(&n))
+		return n
+	}
+	s, err := b.subs.GetSubscription(ctx, sub.ID)
+	require.NoError(t, err)
+	require.Equal(t, delivery.StateActive, s.State, "the disable rolled back with its audit entry")
+	require.Zero(t, countEvents(), "and so did its event")
+
+	_, err = b.pool.Exec(ctx, `DROP TRIGGER refuse ON audit_log`)
+	require.NoError(t, err)
+	b.publish(t, "k2", 1) // another 410 disables it now
+	require.Eventually(t, func() bool {
+		s, err := b.subs.GetSubscription(ctx, sub.ID)
+		return err == nil && s.State == delivery.StateDisabled
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1, countEvents())
+}

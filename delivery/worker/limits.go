@@ -105,8 +105,8 @@ func (d *dispatcher) breakerFor(url string) *breaker {
 		// least 80% of the minute's requests: down, not flaky.
 		Interval:     time.Minute,
 		BucketPeriod: 10 * time.Second,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return trips(c, cfg.BreakerFailures) },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errStopped) },
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return trips(c, cfg.BreakerFailures) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, errStopped) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				b.openedAt.Store(time.Now().UnixNano())

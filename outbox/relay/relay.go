@@ -19,6 +19,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -346,8 +347,10 @@ func (r *Relay) relayBatch(ctx context.Context, cl *kgo.Client, topics *kafka.To
 	rows, _ := r.pool.Query(ctx, q.Claim, r.cfg.BatchSize)
 	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 		var (
-			rw        row
-			id        uuid.UUID
+			rw row
+			// pgtype.UUID, not uuid.UUID: pgx scans the latter through its
+			// string form (sql.Scanner), a cost paid per row.
+			id        pgtype.UUID
 			typ       string
 			key       *string
 			keySeq    *int64
@@ -358,7 +361,8 @@ func (r *Relay) relayBatch(ctx context.Context, cl *kgo.Client, topics *kafka.To
 		if err := cr.Scan(&rw.outboxID, &id, &typ, &key, &keySeq, &data, &createdAt, &topic); err != nil {
 			return row{}, err
 		}
-		k := id.String()
+		eventID := uuid.UUID(id.Bytes).String()
+		k := eventID
 		if key != nil {
 			k = *key
 		}
@@ -367,7 +371,7 @@ func (r *Relay) relayBatch(ctx context.Context, cl *kgo.Client, topics *kafka.To
 			Key:   []byte(k),
 			Value: outbox.WebhookBody(typ, createdAt, []byte(data)),
 			Headers: []kgo.RecordHeader{
-				{Key: kafka.HeaderEventID, Value: []byte(id.String())},
+				{Key: kafka.HeaderEventID, Value: []byte(eventID)},
 				{Key: kafka.HeaderEventType, Value: []byte(typ)},
 			},
 			// No Timestamp: kgo measures RecordDeliveryTimeout from it, so the
