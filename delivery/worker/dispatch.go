@@ -134,6 +134,11 @@ type dispatcher struct {
 	breakers  map[string]*breaker // by endpoint URL
 	breakerMu sync.Mutex
 
+	// Outcomes go to one recorder goroutine that group-commits them (record.go).
+	records      chan recordReq
+	stopRecorder chan struct{}
+	recorderDone chan struct{}
+
 	relMu    sync.Mutex
 	released []uuid.UUID
 
@@ -161,8 +166,11 @@ type outcome struct {
 
 func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client, log *slog.Logger) *dispatcher {
 	stopping, stopWaits := context.WithCancel(ctx)
-	return &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{},
-		stopping: stopping, stopWaits: stopWaits, limits: map[uuid.UUID]*subLimits{}, breakers: map[string]*breaker{}}
+	d := &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{},
+		stopping: stopping, stopWaits: stopWaits, limits: map[uuid.UUID]*subLimits{}, breakers: map[string]*breaker{},
+		records: make(chan recordReq), stopRecorder: make(chan struct{}), recorderDone: make(chan struct{})}
+	go d.runRecorder()
+	return d
 }
 
 // offer queues j on its lane without blocking; false means the lane is full (or
@@ -228,6 +236,7 @@ func (d *dispatcher) stop() {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
+	defer func() { close(d.stopRecorder); <-d.recorderDone }()
 	if d.ctx.Err() != nil {
 		return
 	}
@@ -354,21 +363,6 @@ func (d *dispatcher) attempt(j job) {
 	if failingSince != nil && w.cfg.DisableAfter > 0 && time.Since(*failingSince) >= w.cfg.DisableAfter {
 		d.disable(j.subscriptionID, false, "every attempt has failed since "+failingSince.UTC().Format(time.RFC3339))
 	}
-}
-
-// record writes the attempt and the delivery's new state together, and
-// returns when the subscription's current run of failures started (nil after a
-// success). An unrecorded success would be sent again, so failures are kept and
-// retried.
-func (d *dispatcher) record(o outcome) (*time.Time, error) {
-	var updated int64
-	var failingSince *time.Time
-	err := d.w.pool.QueryRow(d.ctx, q.FinishAttempt, o.j.deliveryID, o.status, o.n, o.next, o.lastErr, d.id,
-		o.started, o.latency.Microseconds(), o.code, o.body, o.ok, o.j.subscriptionID).Scan(&updated, &failingSince)
-	if err == nil && updated == 0 {
-		d.log.Warn("delivery was taken over by another worker before its attempt was recorded", "delivery_id", o.j.deliveryID)
-	}
-	return failingSince, err
 }
 
 // postpone hands j back without an attempt, due again at at.
