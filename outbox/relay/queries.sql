@@ -12,12 +12,14 @@ LISTEN ecs_outbox;
 -- name: claim
 -- Rows whose writing transaction is older than this snapshot's xmin: every
 -- transaction that could still add a row with a smaller id has ended, so nothing
--- that commits late is skipped (a high-water mark on id would skip it).
+-- that commits late is skipped (a high-water mark on id would skip it). $2 are
+-- the rows of the batches still in flight.
 SELECT o.id, e.id, e.type, e.key, e.key_seq, e.data::text, e.created_at, t.topic
 FROM outbox o
 JOIN events e ON e.id = o.event_id
 JOIN event_types t ON t.name = e.type
 WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND o.id <> ALL ($2::bigint[])
 ORDER BY o.id
 LIMIT $1;
 

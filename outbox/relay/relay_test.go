@@ -47,9 +47,14 @@ func setup(t *testing.T) *testBundle {
 }
 
 func (b *testBundle) startRelay(t *testing.T) *relay.Relay {
+	return b.startRelayWith(t, relay.Config{})
+}
+
+// startRelayWith starts a relay with cfg's batching (the test timings are fixed).
+func (b *testBundle) startRelayWith(t *testing.T, cfg relay.Config) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(relay.Config{PollInterval: 100 * time.Millisecond, LeaderRetry: 50 * time.Millisecond, ProduceTimeout: time.Second},
-		b.kcfg, b.pool, testLogger(), nil)
+	cfg.PollInterval, cfg.LeaderRetry, cfg.ProduceTimeout = 100*time.Millisecond, 50*time.Millisecond, time.Second
+	r, err := relay.New(cfg, b.kcfg, b.pool, testLogger(), nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { r.Stop(context.Background()) })
@@ -274,4 +279,29 @@ func TestRelayDrainsAnOldBacklog(t *testing.T) {
 	require.NoError(t, err)
 	b.startRelay(t) // ProduceTimeout is 1s
 	require.Equal(t, want, receive(t, recs, 20))
+}
+
+// TestRelayPipelinesBatchesInOrder: with several small batches in flight at
+// once, every row is produced exactly once (no failure, so no copies), each
+// key's events keep their order, and the outbox drains.
+func TestRelayPipelinesBatchesInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recs := b.consumer(t)
+	var want []string
+	for i := range 300 {
+		want = append(want, b.publish(t, fmt.Sprintf("k%d", i%6)))
+	}
+	b.startRelayWith(t, relay.Config{BatchSize: 7, Pipeline: 4})
+	got := receive(t, recs, len(want))
+	requireSameOrderPerKey(t, want, got, 6)
+	require.Eventually(t, func() bool {
+		n, err := relay.Backlog(context.Background(), b.pool)
+		return err == nil && n == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	select {
+	case extra := <-recs:
+		t.Fatalf("a copy of %s was produced", extra)
+	case <-time.After(300 * time.Millisecond):
+	}
 }
