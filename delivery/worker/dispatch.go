@@ -169,7 +169,7 @@ func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client,
 	d := &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{},
 		stopping: stopping, stopWaits: stopWaits, limits: map[uuid.UUID]*subLimits{}, breakers: map[string]*breaker{},
 		records: make(chan recordReq), stopRecorder: make(chan struct{}), recorderDone: make(chan struct{})}
-	go d.runRecorder()
+	go d.runRecorders()
 	return d
 }
 

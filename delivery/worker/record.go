@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,6 +11,11 @@ import (
 
 // recordBatch caps the outcomes written in one transaction.
 const recordBatch = 256
+
+// recorders is how many transactions of outcomes may be written at once: a
+// lane waits for its outcome's commit, so one writer would make every lane wait
+// for the batch in progress and then its own.
+const recorders = 4
 
 // recordReq is one outcome waiting to be written, and where its answer goes.
 type recordReq struct {
@@ -47,10 +53,24 @@ func (d *dispatcher) record(o outcome) (*time.Time, error) {
 	}
 }
 
-// runRecorder writes outcomes until stopRecorder is closed (after the lanes and
-// the last retries ended) or the worker is stopped hard.
-func (d *dispatcher) runRecorder() {
+// runRecorders runs the recorders until stopRecorder is closed (after the
+// lanes and the last retries ended) or the worker is stopped hard.
+func (d *dispatcher) runRecorders() {
 	defer close(d.recorderDone)
+	var wg sync.WaitGroup
+	for range recorders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.runRecorder()
+		}()
+	}
+	wg.Wait()
+}
+
+// runRecorder writes batches of outcomes. Batches of concurrent recorders lock
+// subscriptions in the same (sorted) order, so they cannot deadlock.
+func (d *dispatcher) runRecorder() {
 	for {
 		var first recordReq
 		select {
