@@ -23,6 +23,10 @@ type Config struct {
 	// in PostgreSQL for the poller, so a slow subscriber costs bounded memory and
 	// never blocks the Kafka partition (ECS_WORKER_LANE_QUEUE, default 256).
 	LaneQueue int
+	// LaneIdle closes a subscription's lanes (and forgets its limits) after
+	// this long without a delivery; the next one opens them again. Deleted and
+	// quiet subscriptions so cost nothing (ECS_WORKER_LANE_IDLE, default 5m).
+	LaneIdle time.Duration
 	// MaxAttempts before a delivery is dead, the first attempt included
 	// (ECS_WORKER_MAX_ATTEMPTS, default one more than RetrySchedule has steps: 8).
 	MaxAttempts int
@@ -91,6 +95,7 @@ func LoadConfig(e *config.Env) Config {
 		Group:             e.String("ECS_WORKER_GROUP", "ecs-worker"),
 		Lanes:             e.Int("ECS_WORKER_LANES", 16),
 		LaneQueue:         e.Int("ECS_WORKER_LANE_QUEUE", 256),
+		LaneIdle:          e.Duration("ECS_WORKER_LANE_IDLE", 5*time.Minute),
 		MaxAttempts:       e.Int("ECS_WORKER_MAX_ATTEMPTS", 0),
 		RetrySchedule:     e.Durations("ECS_WORKER_RETRY_SCHEDULE", nil),
 		RetryMax:          e.Duration("ECS_WORKER_RETRY_MAX", 10*time.Hour),
@@ -145,6 +150,7 @@ func (c Config) WithDefaults() Config {
 		c.ClaimBatch = 500
 	}
 	def(&c.RetryMax, 10*time.Hour)
+	def(&c.LaneIdle, 5*time.Minute)
 	def(&c.BreakerCooldown, 30*time.Second)
 	def(&c.DisableAfter, 120*time.Hour)
 	if c.BreakerFailures == 0 {
@@ -174,6 +180,7 @@ func (c Config) Validate() error {
 	}
 	check(c.Lanes >= 1 && c.Lanes <= 1024, "ECS_WORKER_LANES must be between 1 and 1024")
 	check(c.LaneQueue >= 1, "ECS_WORKER_LANE_QUEUE must be at least 1")
+	check(c.LaneIdle >= time.Second, "ECS_WORKER_LANE_IDLE must be at least 1s")
 	check(c.MaxAttempts >= 1 && c.MaxAttempts <= 100, "ECS_WORKER_MAX_ATTEMPTS must be between 1 and 100")
 	check(len(c.RetrySchedule) <= 50, "ECS_WORKER_RETRY_SCHEDULE must have at most 50 steps")
 	for _, d := range c.RetrySchedule {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventconfigservice/ecs/delivery"
@@ -125,6 +126,10 @@ type dispatcher struct {
 	mu    sync.Mutex
 	done  bool
 	lanes map[uuid.UUID][]chan job
+	// lastOffer is when each subscription's lanes last got a delivery: lanes
+	// idle for Config.LaneIdle are closed (reap), so subscriptions that were
+	// deleted or went quiet do not keep goroutines.
+	lastOffer map[uuid.UUID]time.Time
 
 	// stopping ends waits for a subscription's limits on a soft stop.
 	stopping  context.Context
@@ -166,7 +171,7 @@ type outcome struct {
 
 func newDispatcher(ctx context.Context, w *Worker, id uuid.UUID, cl *kgo.Client, log *slog.Logger) *dispatcher {
 	stopping, stopWaits := context.WithCancel(ctx)
-	d := &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{},
+	d := &dispatcher{ctx: ctx, w: w, id: id, cl: cl, log: log, lanes: map[uuid.UUID][]chan job{}, lastOffer: map[uuid.UUID]time.Time{},
 		stopping: stopping, stopWaits: stopWaits, limits: map[uuid.UUID]*subLimits{}, breakers: map[string]*breaker{},
 		records: make(chan recordReq), stopRecorder: make(chan struct{}), recorderDone: make(chan struct{})}
 	go d.runRecorders()
@@ -191,6 +196,7 @@ func (d *dispatcher) offer(j job) bool {
 		}
 		d.lanes[j.subscriptionID] = lanes
 	}
+	d.lastOffer[j.subscriptionID] = time.Now()
 	h := fnv.New32a()
 	h.Write([]byte(j.orderKey))
 	select {
@@ -199,6 +205,47 @@ func (d *dispatcher) offer(j job) bool {
 	default:
 		return false
 	}
+}
+
+// reap closes the lanes of subscriptions that got no delivery for idle and
+// have nothing queued, and forgets their limits and idle breakers. A lane busy
+// with an attempt finishes it first; the next delivery opens new lanes.
+func (d *dispatcher) reap(now time.Time, idle time.Duration) int {
+	var reaped []uuid.UUID
+	d.mu.Lock()
+	if !d.done {
+	subs:
+		for sub, lanes := range d.lanes {
+			if now.Sub(d.lastOffer[sub]) < idle {
+				continue
+			}
+			for _, ch := range lanes {
+				if len(ch) > 0 {
+					continue subs
+				}
+			}
+			for _, ch := range lanes {
+				close(ch)
+			}
+			delete(d.lanes, sub)
+			delete(d.lastOffer, sub)
+			reaped = append(reaped, sub)
+		}
+	}
+	d.mu.Unlock()
+	d.limMu.Lock()
+	for _, sub := range reaped {
+		delete(d.limits, sub)
+	}
+	d.limMu.Unlock()
+	d.breakerMu.Lock()
+	for url, b := range d.breakers {
+		if b.cb.State() == gobreaker.StateClosed && now.Sub(time.Unix(0, b.lastUsed.Load())) >= idle {
+			delete(d.breakers, url)
+		}
+	}
+	d.breakerMu.Unlock()
+	return len(reaped)
 }
 
 func (d *dispatcher) runLane(ch chan job) {

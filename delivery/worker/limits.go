@@ -81,6 +81,7 @@ type breaker struct {
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	cooldown time.Duration
 	openedAt atomic.Int64 // unix nanoseconds of the last trip
+	lastUsed atomic.Int64 // unix nanoseconds of the last request: idle breakers are forgotten
 }
 
 // breakerFor returns url's breaker, or nil when breakers are off.
@@ -92,6 +93,7 @@ func (d *dispatcher) breakerFor(url string) *breaker {
 	d.breakerMu.Lock()
 	defer d.breakerMu.Unlock()
 	if b, ok := d.breakers[url]; ok {
+		b.lastUsed.Store(time.Now().UnixNano())
 		return b
 	}
 	b := &breaker{cooldown: cfg.BreakerCooldown}
@@ -115,6 +117,7 @@ func (d *dispatcher) breakerFor(url string) *breaker {
 			d.log.Info("circuit breaker changed state", "endpoint", url, "from", from.String(), "to", to.String())
 		},
 	})
+	b.lastUsed.Store(time.Now().UnixNano())
 	d.breakers[url] = b
 	return b
 }

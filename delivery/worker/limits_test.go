@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"context"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
@@ -56,4 +59,52 @@ func TestBreakerTripsOnDownNotFlaky(t *testing.T) {
 		c := gobreaker.Counts{Requests: tc.requests, TotalFailures: tc.failures, ConsecutiveFailures: tc.consecutive}
 		require.Equal(t, tc.want, trips(c, 5), "%+v", tc)
 	}
+}
+
+// TestIdleLanesAreReaped: a subscription's lanes close after LaneIdle without a
+// delivery (their goroutines end), unless something is queued; its limits are
+// forgotten; the next delivery opens fresh lanes.
+func TestIdleLanesAreReaped(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Worker{cfg: Config{Lanes: 2, LaneQueue: 4}.WithDefaults(), metrics: newMetrics(nil)}
+	w.peers.Store(1)
+	d := newDispatcher(ctx, w, uuid.New(), nil, slog.New(slog.DiscardHandler))
+	defer func() { cancel(); d.stop() }()
+	d.soft.Store(true) // lanes hand jobs back instead of sending them
+	a, b := uuid.New(), uuid.New()
+	require.True(t, d.offer(job{subscriptionID: a, orderKey: "k"}))
+	d.limitsFor(job{subscriptionID: a})
+	now := time.Now()
+	require.Zero(t, d.reap(now, time.Minute), "recently used lanes stay")
+
+	// b's lane has a job queued behind one that never ends: not reaped.
+	d.mu.Lock()
+	d.lanes[b] = []chan job{make(chan job, 4)}
+	d.lanes[b][0] <- job{subscriptionID: b}
+	d.lastOffer[b] = now.Add(-time.Hour)
+	d.mu.Unlock()
+	require.Eventually(t, func() bool { // a's lane has handed its job back
+		d.relMu.Lock()
+		defer d.relMu.Unlock()
+		return len(d.released) == 1
+	}, 5*time.Second, time.Millisecond)
+
+	require.Equal(t, 1, d.reap(now.Add(2*time.Minute), time.Minute), "a's idle lanes close; b's queued lane stays")
+	d.mu.Lock()
+	_, hasA := d.lanes[a]
+	_, hasB := d.lanes[b]
+	d.mu.Unlock()
+	require.False(t, hasA)
+	require.True(t, hasB)
+	d.limMu.Lock()
+	_, limA := d.limits[a]
+	d.limMu.Unlock()
+	require.False(t, limA, "a's limits are forgotten")
+
+	require.True(t, d.offer(job{subscriptionID: a, orderKey: "k"}), "the next delivery opens fresh lanes")
+	d.mu.Lock()
+	require.Len(t, d.lanes[a], 2)
+	_ = <-d.lanes[b][0] // empty b's hand-made lane so stop can close it
+	d.mu.Unlock()
 }

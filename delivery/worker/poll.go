@@ -16,11 +16,18 @@ import (
 func (w *Worker) poll(ctx context.Context, id uuid.UUID, d *dispatcher, log *slog.Logger) {
 	t := time.NewTicker(w.cfg.PollInterval)
 	defer t.Stop()
+	lastReap := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if now := time.Now(); now.Sub(lastReap) >= min(w.cfg.LaneIdle, time.Minute) {
+			if n := d.reap(now, w.cfg.LaneIdle); n > 0 {
+				log.Debug("closed idle subscription lanes", "subscriptions", n)
+			}
+			lastReap = now
 		}
 		d.retryLater(ctx)
 		for {
