@@ -164,3 +164,25 @@ func TestPublicKeyOfAnOlderSubscription(t *testing.T) {
 	require.Equal(t, first.body["public_key"], second.body["public_key"])
 	require.Equal(t, first.body["public_key"], b.do(t, "GET", "/v1/subscriptions/"+id, "").body["public_key"])
 }
+
+// TestReplayAppliesTheFilter: replaying what a disabled subscription missed
+// creates deliveries only for the events its filter accepts, as the worker
+// would have.
+func TestReplayAppliesTheFilter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.paid"}`).code)
+	r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/a","event_types":["order.paid"],
+		"filter":"data.amount > 100","state":"disabled"}`)
+	require.Equal(t, 201, r.code, r.raw)
+	id := r.body["id"].(string)
+	for _, body := range []string{`{"amount":50}`, `{"amount":150}`, `{"other":1}`, `{"amount":500}`} {
+		require.Equal(t, 202, b.do(t, "POST", "/v1/events", `{"type":"order.paid","data":`+body+`}`).code)
+	}
+	on := b.do(t, "POST", "/v1/subscriptions/"+id+":enable", `{"replay_missed":true}`)
+	require.Equal(t, 200, on.code, on.raw)
+	require.Equal(t, float64(2), on.body["replayed"], "150 and 500 pass; 50 fails; a missing field counts as false")
+	again := b.do(t, "POST", "/v1/subscriptions/"+id+":replay", `{"since":"2020-01-01T00:00:00Z"}`)
+	require.Equal(t, 202, again.code, again.raw)
+	require.Equal(t, float64(2), again.body["deliveries"], "a replay re-sends those two and creates no others")
+}

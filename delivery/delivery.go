@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/eventconfigservice/ecs/delivery/filter"
 	"github.com/eventconfigservice/ecs/delivery/signature"
 	"github.com/eventconfigservice/ecs/outbox"
 	"github.com/eventconfigservice/ecs/platform/db"
@@ -36,6 +38,8 @@ var q struct {
 	RetryDelivery       string `sql:"retry_delivery"`
 	ReplayExisting      string `sql:"replay_existing"`
 	ReplayMissing       string `sql:"replay_missing"`
+	ReplayCandidates    string `sql:"replay_candidates"`
+	ReplayCreate        string `sql:"replay_create"`
 	RedriveDead         string `sql:"redrive_dead"`
 	SigningSecrets      string `sql:"signing_secrets"`
 	EnsureSigningKey    string `sql:"ensure_signing_key"`
@@ -490,10 +494,16 @@ func (s *Store) EventStates(ctx context.Context, eventID uuid.UUID) ([]Subscript
 
 // Replay re-sends a subscription's events accepted in [since, until): every one
 // (creating deliveries it never had, as while it was disabled), or only those
-// whose delivery is dead. It returns how many deliveries became due.
+// whose delivery is dead. Deliveries it never had are created only for events
+// its filter accepts, as the worker would have. It returns how many deliveries
+// became due.
 func (s *Store) Replay(ctx context.Context, id uuid.UUID, since, until time.Time, onlyFailed bool) (int64, error) {
-	if _, err := s.GetSubscription(ctx, id); err != nil {
+	sub, err := s.GetSubscription(ctx, id)
+	if err != nil {
 		return 0, err
+	}
+	if sub.Filter != nil && !onlyFailed {
+		return s.replayFiltered(ctx, sub, since, until)
 	}
 	tag, err := s.x.Exec(ctx, q.ReplayExisting, id, since, until, onlyFailed)
 	if err != nil {
@@ -502,6 +512,51 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID, since, until time.Time
 	n := tag.RowsAffected()
 	if !onlyFailed {
 		tag, err = s.x.Exec(ctx, q.ReplayMissing, id, since, until)
+		if err != nil {
+			return 0, fmt.Errorf("delivery: replay: %w", err)
+		}
+		n += tag.RowsAffected()
+	}
+	return n, nil
+}
+
+// replayFiltered is Replay (not only failed) for a subscription with a
+// filter: existing deliveries go out again as they are; candidates for new ones
+// pass the filter first. An event the filter cannot evaluate (a missing field)
+// gets no delivery, as in the worker.
+func (s *Store) replayFiltered(ctx context.Context, sub Subscription, since, until time.Time) (int64, error) {
+	f, err := filter.Compile(*sub.Filter)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: replay: subscription filter: %w", err)
+	}
+	tag, err := s.x.Exec(ctx, q.ReplayExisting, sub.ID, since, until, false)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: replay: %w", err)
+	}
+	n := tag.RowsAffected()
+	rows, _ := s.x.Query(ctx, q.ReplayCandidates, sub.ID, since, until)
+	var (
+		pass           []uuid.UUID
+		eid            uuid.UUID
+		typ, key, data string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&eid, &typ, &key, &data}, func() error {
+		var v any
+		if json.Unmarshal([]byte(data), &v) != nil {
+			return nil
+		}
+		if ok, _ := f.Match(typ, key, v); ok {
+			pass = append(pass, eid)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delivery: replay: %w", err)
+	}
+	for len(pass) > 0 {
+		chunk := pass[:min(len(pass), 1000)]
+		pass = pass[len(chunk):]
+		tag, err := s.x.Exec(ctx, q.ReplayCreate, sub.ID, chunk)
 		if err != nil {
 			return 0, fmt.Errorf("delivery: replay: %w", err)
 		}

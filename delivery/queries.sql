@@ -131,6 +131,23 @@ WHERE s.id = $1 AND s.deleted_at IS NULL
   AND e.created_at >= $2 AND e.created_at < $3
 ON CONFLICT ON CONSTRAINT deliveries_dedup_key DO NOTHING;
 
+-- name: replay_candidates
+-- What replay_missing would create, for a subscription with a filter: the
+-- worker's CEL filter is evaluated in Go before the deliveries are created.
+SELECT e.id, e.type, coalesce(e.key, ''), e.data::text
+FROM subscriptions s
+JOIN events e ON ecs_type_matches(e.type, s.event_types)
+WHERE s.id = $1 AND s.deleted_at IS NULL
+  AND e.created_at >= $2 AND e.created_at < $3
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id AND d.event_id = e.id)
+ORDER BY e.id;
+
+-- name: replay_create
+-- The deliveries of filtered candidates that passed, due now.
+INSERT INTO deliveries (subscription_id, event_id, order_key, order_seq)
+SELECT $1, e.id, e.key, e.key_seq FROM events e WHERE e.id = ANY ($2)
+ON CONFLICT ON CONSTRAINT deliveries_dedup_key DO NOTHING;
+
 -- name: redrive_dead
 -- Dead deliveries (optionally of one subscription, created in a window) become
 -- due again, keeping their ids and so their webhook-ids.

@@ -334,7 +334,7 @@ func (w *Worker) filterOut(ctx context.Context, recs []*kgo.Record) (subs, event
 			}
 			match := false
 			if s.f != nil && parsed {
-				if match, err = s.f.Match(typ, string(r.Key), data); err != nil {
+				if match, err = s.f.Match(typ, filterKey(r), data); err != nil {
 					w.log.Debug("filter did not evaluate; no delivery", "subscription_id", s.id, "event_id", eid, "error", err)
 				}
 			}
@@ -344,6 +344,15 @@ func (w *Worker) filterOut(ctx context.Context, recs []*kgo.Record) (subs, event
 		}
 	}
 	return subs, events, nil
+}
+
+// filterKey is the event key a filter sees: empty for an event without one
+// (its record is keyed by the event id, and carries no key_seq).
+func filterKey(r *kgo.Record) string {
+	if header(r, kafka.HeaderKeySeq) == "" {
+		return ""
+	}
+	return string(r.Key)
 }
 
 func header(r *kgo.Record, key string) string {
