@@ -186,3 +186,40 @@ func TestReplayAppliesTheFilter(t *testing.T) {
 	require.Equal(t, 202, again.code, again.raw)
 	require.Equal(t, float64(2), again.body["deliveries"], "a replay re-sends those two and creates no others")
 }
+
+// TestSubscriptionListPagesAndFilters: the list is paged by cursor, oldest
+// first, and filtered by state.
+func TestSubscriptionListPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, 201, b.do(t, "POST", "/v1/event-types", `{"name":"order.paid"}`).code)
+	var ids []any
+	for i := range 5 {
+		state := "active"
+		if i%2 == 1 {
+			state = "disabled"
+		}
+		r := b.do(t, "POST", "/v1/subscriptions", `{"url":"https://hooks.example/`+strconv.Itoa(i)+`","event_types":["order.paid"],"state":"`+state+`"}`)
+		require.Equal(t, 201, r.code, r.raw)
+		ids = append(ids, r.body["id"])
+	}
+	var got []any
+	path := "/v1/subscriptions?limit=2"
+	for pages := 0; path != ""; pages++ {
+		require.Less(t, pages, 4)
+		r := b.do(t, "GET", path, "")
+		require.Equal(t, 200, r.code, r.raw)
+		for _, s := range r.body["data"].([]any) {
+			got = append(got, s.(map[string]any)["id"])
+		}
+		path = ""
+		if c, ok := r.body["next_cursor"].(string); ok {
+			path = "/v1/subscriptions?limit=2&cursor=" + c
+		}
+	}
+	require.Equal(t, ids, got)
+	disabled := b.do(t, "GET", "/v1/subscriptions?state=disabled", "")
+	require.Len(t, disabled.body["data"], 2)
+	require.Equal(t, 422, b.do(t, "GET", "/v1/subscriptions?state=sleepy", "").code)
+	require.Equal(t, 422, b.do(t, "GET", "/v1/subscriptions?cursor=!!", "").code)
+}

@@ -331,12 +331,20 @@ func (a *API) createSubscription(c *gin.Context) {
 }
 
 func (a *API) listSubscriptions(c *gin.Context) {
-	subs, err := a.deliveries.ListSubscriptions(c)
+	qp := &query{c: c}
+	after, limit, state := qp.cursor(), qp.limit(), qp.str("state")
+	if state != nil && *state != delivery.StateActive && *state != delivery.StatePaused && *state != delivery.StateDisabled {
+		qp.bad("state", "must be active, paused or disabled")
+	}
+	if !qp.ok() {
+		return
+	}
+	subs, more, err := a.deliveries.ListSubscriptions(c, after, state, limit)
 	if err != nil {
 		a.internal(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, pageOf(subs, false, nil))
+	c.JSON(http.StatusOK, pageOf(subs, more, func(s delivery.Subscription) string { return idCursor(s.ID) }))
 }
 
 func (a *API) getSubscription(c *gin.Context) {

@@ -283,14 +283,23 @@ func scanSubscription(r pgx.Row) (Subscription, error) {
 	return sub, err
 }
 
-// ListSubscriptions returns live subscriptions, without secrets.
-func (s *Store) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
-	rows, _ := s.x.Query(ctx, q.ListSubscriptions)
+// ListSubscriptions returns a page of live subscriptions, oldest first and
+// without secrets: those after the id after (nil: from the start), in state
+// (nil: any), at most limit (1 to 1000; default 100), and whether more follow.
+func (s *Store) ListSubscriptions(ctx context.Context, after *uuid.UUID, state *string, limit int) ([]Subscription, bool, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, _ := s.x.Query(ctx, q.ListSubscriptions, after, state, limit+1)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSubscription(r) })
 	if err != nil {
-		return nil, fmt.Errorf("delivery: list subscriptions: %w", err)
+		return nil, false, fmt.Errorf("delivery: list subscriptions: %w", err)
 	}
-	return out, nil
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	return out, more, nil
 }
 
 // GetSubscription returns one live subscription, without its secret.

@@ -11,10 +11,16 @@ RETURNING id, url, event_types, description, state, disabled_reason, metadata, h
           retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at;
 
 -- name: list_subscriptions
+-- Oldest first by time-ordered id; $1 is the last id of the previous page.
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
        previous_secret_until, version, created_at, updated_at, filter, retry_max_attempts, retry_max_age_seconds,
        retry_schedule, max_concurrency, rate_limit, ordering, signature_schemes, signing_key, failing_since, disabled_at
-FROM subscriptions WHERE deleted_at IS NULL ORDER BY id;
+FROM subscriptions
+WHERE deleted_at IS NULL
+  AND ($1::uuid IS NULL OR id > $1)
+  AND ($2::text IS NULL OR state = $2)
+ORDER BY id
+LIMIT $3;
 
 -- name: get_subscription
 SELECT id, url, event_types, description, state, disabled_reason, metadata, headers, timeout_ms,
