@@ -357,25 +357,74 @@ func (r *Relay) drainLoop(ctx context.Context, stopping <-chan struct{}, wake <-
 // drain relays batches until the outbox has less than a batch left (or the
 // relay stops), keeping up to Config.Pipeline batches in flight: the next batch
 // is claimed and produced while the broker acknowledges the previous ones, and
-// each is deleted once all its records are acknowledged. Claims skip the rows
-// of batches in flight (by id, never by a high-water mark). kgo keeps the order
-// of records per partition across batches, and after a failed record it fails
-// the partition's later ones too, so a key's events never overtake each other:
-// a batch with a failure stays in the outbox and is produced again.
+// a batch whose records were all acknowledged is deleted by a goroutine of its
+// own, on another connection, while the next claim runs. Claims skip the rows
+// of batches in flight or being deleted (by id, never by a high-water mark).
+// kgo keeps the order of records per partition across batches, and after a
+// failed record it fails the partition's later ones too, so a key's events
+// never overtake each other: a batch with a failure stays in the outbox and is
+// produced again.
 func (r *Relay) drain(ctx context.Context, stopping <-chan struct{}, cl *kgo.Client, topics *kafka.Topics) error {
 	var (
-		pending  []*inflight
+		pending  []*inflight // produced; acknowledgements not yet awaited
 		firstErr error
+
+		mu       sync.Mutex
+		deleting []*inflight // acknowledged; deleted in this order
+		delErr   error
 	)
+	toDelete := make(chan *inflight, r.cfg.Pipeline)
+	deleted := make(chan struct{})
+	go func() {
+		defer close(deleted)
+		for b := range toDelete {
+			err := r.remove(ctx, b)
+			mu.Lock()
+			deleting = deleting[1:]
+			if err != nil && delErr == nil {
+				delErr = err
+			}
+			mu.Unlock()
+		}
+	}()
+	skip := func() []int64 {
+		ids := []int64{}
+		for _, p := range pending {
+			ids = append(ids, p.ids...)
+		}
+		mu.Lock()
+		for _, p := range deleting {
+			ids = append(ids, p.ids...)
+		}
+		mu.Unlock()
+		return ids
+	}
 	finishOldest := func() {
 		b := pending[0]
 		pending = pending[1:]
-		if err := r.finish(ctx, b); err != nil && firstErr == nil {
-			firstErr = err
+		b.wg.Wait()
+		if b.err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("produce: %w", b.err)
+			}
+			return // its rows stay in the outbox
 		}
+		mu.Lock()
+		deleting = append(deleting, b)
+		mu.Unlock()
+		toDelete <- b
 	}
-	for firstErr == nil {
-		b, err := r.claim(ctx, cl, topics, pending)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if delErr != nil && firstErr == nil {
+			firstErr = delErr
+		}
+		return firstErr != nil
+	}
+loop:
+	for !failed() {
+		b, err := r.claim(ctx, cl, topics, skip())
 		if err != nil {
 			firstErr = err
 			break
@@ -392,16 +441,16 @@ func (r *Relay) drain(ctx context.Context, stopping <-chan struct{}, cl *kgo.Cli
 		}
 		select {
 		case <-stopping:
-			for len(pending) > 0 {
-				finishOldest()
-			}
-			return firstErr
+			break loop
 		default:
 		}
 	}
 	for len(pending) > 0 {
 		finishOldest()
 	}
+	close(toDelete)
+	<-deleted
+	failed()
 	return firstErr
 }
 
@@ -420,14 +469,10 @@ type inflight struct {
 	err   error // the first record that failed
 }
 
-// claim reads the next batch (skipping the rows of the batches in flight) and
+// claim reads the next batch (skipping the rows skip names) and
 // produces it without waiting; nil means the outbox has nothing more to claim.
-func (r *Relay) claim(ctx context.Context, cl *kgo.Client, topics *kafka.Topics, pending []*inflight) (*inflight, error) {
+func (r *Relay) claim(ctx context.Context, cl *kgo.Client, topics *kafka.Topics, skip []int64) (*inflight, error) {
 	start := time.Now()
-	skip := []int64{}
-	for _, p := range pending {
-		skip = append(skip, p.ids...)
-	}
 	rows, _ := r.pool.Query(ctx, q.Claim, r.cfg.BatchSize, skip)
 	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 		var (
@@ -515,13 +560,8 @@ func (r *Relay) claim(ctx context.Context, cl *kgo.Client, topics *kafka.Topics,
 	return b, nil
 }
 
-// finish waits for a batch's acknowledgements and deletes its rows; a batch
-// with a failed record stays in the outbox.
-func (r *Relay) finish(ctx context.Context, b *inflight) error {
-	b.wg.Wait()
-	if b.err != nil {
-		return fmt.Errorf("produce: %w", b.err)
-	}
+// remove deletes a batch whose records were all acknowledged.
+func (r *Relay) remove(ctx context.Context, b *inflight) error {
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		batch.Queue(q.AsyncCommit)
