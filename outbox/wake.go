@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // waker wakes the relay (NOTIFY ecs_outbox) after events commit, one NOTIFY
@@ -21,10 +22,17 @@ import (
 // wake-ups. The NOTIFY runs in a transaction of its own that writes no WAL,
 // so it holds the lock only briefly.
 //
+// Rounds start at least notifyGap apart. A NOTIFY still takes the lock that
+// commits take, so back-to-back NOTIFYs cost 9-16 % of the commit rate at 64
+// writers (docs/benchmarks.md, scenario 5); a relay woken more often than every
+// few milliseconds gains nothing, as each wake-up drains all it finds.
+//
 // A failed or skipped wake-up (the caller's context ended, PostgreSQL went
 // away) loses nothing: the relay polls every ECS_RELAY_POLL_INTERVAL anyway.
 type waker struct {
 	notify func(ctx context.Context) error
+	gap    time.Duration // least time between the starts of two NOTIFYs
+	last   time.Time     // when the last NOTIFY started
 
 	mu      sync.Mutex
 	seq     uint64        // commits that asked for a wake-up
@@ -33,8 +41,11 @@ type waker struct {
 	changed chan struct{} // closed when a NOTIFY finishes
 }
 
+// notifyGap is the least time between two wake-ups: at most 500 NOTIFY/s.
+const notifyGap = 2 * time.Millisecond
+
 func newWaker(notify func(ctx context.Context) error) *waker {
-	return &waker{notify: notify, changed: make(chan struct{})}
+	return &waker{notify: notify, gap: notifyGap, changed: make(chan struct{})}
 }
 
 // wake returns once a NOTIFY that started after this call began has finished,
@@ -45,11 +56,27 @@ func (w *waker) wake(ctx context.Context) error {
 	mine := w.seq
 	for w.covered < mine {
 		if !w.running {
-			// Lead a round: it covers every commit that asked so far.
+			// Lead a round. It starts no sooner than gap after the last one,
+			// and covers every commit that asked until it starts.
 			w.running = true
-			upTo := w.seq
+			wait := time.Until(w.last.Add(w.gap))
 			w.mu.Unlock()
-			err := w.notify(ctx)
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+			}
+			w.mu.Lock()
+			upTo := w.seq
+			w.last = time.Now()
+			w.mu.Unlock()
+			err := ctx.Err()
+			if err == nil {
+				err = w.notify(ctx)
+			}
 			w.mu.Lock()
 			w.running = false
 			if err == nil {

@@ -88,3 +88,33 @@ func TestWakerWaitEndsWithContext(t *testing.T) {
 	close(release)
 	require.NoError(t, <-led)
 }
+
+// TestWakerSpacesNotifies: NOTIFYs start at least the gap apart, however many
+// callers wake it, and every caller still returns.
+func TestWakerSpacesNotifies(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var starts []time.Time
+	w := newWaker(func(context.Context) error {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		return nil
+	})
+	w.gap = 5 * time.Millisecond
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				require.NoError(t, w.wake(context.Background()))
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Greater(t, len(starts), 1)
+	for i := 1; i < len(starts); i++ {
+		require.GreaterOrEqual(t, starts[i].Sub(starts[i-1]), 4*time.Millisecond, "NOTIFY %d", i)
+	}
+}

@@ -13,9 +13,10 @@ pg_notify('ecs_outbox', '') in the transaction's last statement, which is what
 the API did before this scenario showed its cost: PostgreSQL queues
 notifications at commit under a database-wide lock held through the commit's
 WAL flush, so notifying transactions commit one at a time; (c) without NOTIFY
-in the transaction, plus one more connection sending a bare NOTIFY back to
-back, the most the API's waker (outbox/wake.go) ever sends: one NOTIFY at a
-time, after commits, shared by every request that committed meanwhile. The
+in the transaction, plus one more connection sending a bare NOTIFY every 2 ms,
+the most the API's waker (outbox/wake.go) ever sends: one NOTIFY at a time,
+after commits, shared by every request that committed meanwhile, and at least
+2 ms after the previous one. The
 variants rotate (%d rounds, each measurement from the same state as in
 scenario 1) and their rates are averaged; a variant's cost is 1 − its rate /
 the rate of (a).`
@@ -71,7 +72,7 @@ func notifyCost(ctx context.Context, e *Env, sc *report.Scenario) error {
 			Detail: fmt.Sprintf("costs %.1f %%", 100*(1-inTx/none)),
 		},
 		report.Row{
-			Name: "pgbench + back-to-back NOTIFY after commits (the design now)", Value: after, Unit: "tx/s",
+			Name: "pgbench + a NOTIFY every 2 ms after commits (the design now)", Value: after, Unit: "tx/s",
 			CeilingName: "the same without NOTIFY", Ceiling: none,
 			Target: "cost ≤ 10 % (ratio ≥ 0.90)", Verdict: report.Check(after >= 0.9*none),
 			Latency: &afterLat, CeilingLatency: &noneLat,

@@ -68,8 +68,9 @@ SELECT created_at, key_seq, {wake} FROM e;
 `)
 }
 
-// notifyScript is what the API's waker sends (outbox/queries.sql: notify).
-const notifyScript = "SELECT pg_notify('ecs_outbox', '');\n"
+// notifyScript is the most the API's waker sends (outbox/queries.sql: notify;
+// outbox/wake.go: at most one NOTIFY every notifyGap, 2ms).
+const notifyScript = "SELECT pg_notify('ecs_outbox', '');\n\\sleep 2 ms\n"
 
 // pgbenchResult is one pgbench run.
 type pgbenchResult struct {
