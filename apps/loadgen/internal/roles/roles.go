@@ -27,7 +27,6 @@ import (
 	"github.com/eventconfigservice/ecs/api"
 	"github.com/eventconfigservice/ecs/delivery/worker"
 	"github.com/eventconfigservice/ecs/outbox/relay"
-	"github.com/eventconfigservice/ecs/platform/config"
 	"github.com/eventconfigservice/ecs/platform/role"
 	"github.com/eventconfigservice/ecs/platform/service"
 )
@@ -63,43 +62,11 @@ func Main() {
 	}
 	switch name {
 	case API:
-		var cfg api.Config
-		role.Main(role.Spec{
-			Name: "ecs-api", DefaultAddr: ":8080",
-			Load: func(e *config.Env) error {
-				cfg = api.LoadConfig(e)
-				return cfg.WithDefaults().Validate()
-			},
-			Build: func(d role.Deps) ([]service.Service, error) {
-				return nil, api.Mount(d.Ctx, d.Engine, cfg, d.Pool, d.Kafka.Topic, d.Log)
-			},
-		})
+		role.Main(api.Role())
 	case Relay:
-		var cfg relay.Config
-		role.Main(role.Spec{
-			Name: "ecs-relay", DefaultAddr: ":9091", NeedKafka: true,
-			Load: func(e *config.Env) error {
-				cfg = relay.LoadConfig(e)
-				return cfg.WithDefaults().Validate()
-			},
-			Build: func(d role.Deps) ([]service.Service, error) {
-				r, err := relay.New(cfg, d.Kafka, d.Pool, d.Log, d.Reg)
-				return []service.Service{r}, err
-			},
-		})
+		role.Main(relay.Role())
 	case Worker:
-		var cfg worker.Config
-		role.Main(role.Spec{
-			Name: "ecs-worker", DefaultAddr: ":9092", NeedKafka: true,
-			Load: func(e *config.Env) error {
-				cfg = worker.LoadConfig(e)
-				return cfg.WithDefaults().Validate()
-			},
-			Build: func(d role.Deps) ([]service.Service, error) {
-				w, err := worker.New(cfg, d.Kafka, d.Pool, d.Log, d.Reg)
-				return []service.Service{w}, err
-			},
-		})
+		role.Main(worker.Role())
 	case Kafka:
 		if err := runKafka(); err != nil {
 			service.Fatal("loadgen-kafka", err)
