@@ -40,6 +40,30 @@ type Spec struct {
 	Build func(d Deps) ([]service.Service, error)
 }
 
+// Settings is a role's own configuration: defaults filled, then validated.
+type Settings[C any] interface {
+	WithDefaults() C
+	Validate() error
+}
+
+// OneService is the Spec of a role that runs one service made from settings
+// loaded from the environment (the relay, the worker).
+func OneService[C Settings[C]](name, addr string, needKafka bool, load func(*config.Env) C,
+	build func(C, Deps) (service.Service, error)) Spec {
+	var cfg C
+	return Spec{
+		Name: name, DefaultAddr: addr, NeedKafka: needKafka,
+		Load: func(e *config.Env) error {
+			cfg = load(e)
+			return cfg.WithDefaults().Validate()
+		},
+		Build: func(d Deps) ([]service.Service, error) {
+			svc, err := build(cfg, d)
+			return []service.Service{svc}, err
+		},
+	}
+}
+
 // Deps is what Build gets.
 type Deps struct {
 	// Ctx lives as long as the process serves.
