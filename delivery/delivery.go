@@ -273,8 +273,8 @@ func scanSubscription(r pgx.Row) (Subscription, error) {
 	}
 	if signingKey != nil {
 		sub.SigningKey = *signingKey
-		if key, kerr := signature.SigningKey(*signingKey); kerr == nil {
-			sub.PublicKey = signature.PublicKeysOf(key).PublicKey
+		if pub, kerr := signature.PublicKey(*signingKey); kerr == nil {
+			sub.PublicKey = pub
 		}
 	}
 	if sub.PreviousSecretUntil != nil && sub.PreviousSecretUntil.Before(time.Now()) {
@@ -322,9 +322,13 @@ var ErrVersionMismatch = errors.New("subscription was changed since it was read"
 func (s *Store) UpdateSubscription(ctx context.Context, sub Subscription, version int) (Subscription, error) {
 	sub.defaults()
 	attempts, age, schedule := sub.RetryPolicy.columns()
-	fresh, err := signature.NewSigningKey()
-	if err != nil {
-		return Subscription{}, err
+	var fresh *string // a key only for a subscription made before v1a existed
+	if sub.SigningKey == "" {
+		k, err := signature.NewSigningKey()
+		if err != nil {
+			return Subscription{}, err
+		}
+		fresh = &k
 	}
 	out, err := scanSubscription(s.x.QueryRow(ctx, q.UpdateSubscription, sub.ID, sub.URL, sub.EventTypes, sub.Description,
 		sub.State, sub.DisabledReason, mapOrEmpty(sub.Metadata), mapOrEmpty(sub.Headers), sub.TimeoutMS, version, sub.Filter, attempts, age,
@@ -511,38 +515,34 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID, since, until time.Time
 	if err != nil {
 		return 0, err
 	}
-	if sub.Filter != nil && !onlyFailed {
-		return s.replayFiltered(ctx, sub, since, until)
-	}
 	tag, err := s.x.Exec(ctx, q.ReplayExisting, id, since, until, onlyFailed)
 	if err != nil {
 		return 0, fmt.Errorf("delivery: replay: %w", err)
 	}
 	n := tag.RowsAffected()
-	if !onlyFailed {
-		tag, err = s.x.Exec(ctx, q.ReplayMissing, id, since, until)
-		if err != nil {
-			return 0, fmt.Errorf("delivery: replay: %w", err)
-		}
-		n += tag.RowsAffected()
+	if onlyFailed {
+		return n, nil
 	}
-	return n, nil
+	if sub.Filter != nil {
+		created, err := s.createFiltered(ctx, sub, since, until)
+		return n + created, err
+	}
+	tag, err = s.x.Exec(ctx, q.ReplayMissing, id, since, until)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: replay: %w", err)
+	}
+	return n + tag.RowsAffected(), nil
 }
 
-// replayFiltered is Replay (not only failed) for a subscription with a
-// filter: existing deliveries go out again as they are; candidates for new ones
-// pass the filter first. An event the filter cannot evaluate (a missing field)
-// gets no delivery, as in the worker.
-func (s *Store) replayFiltered(ctx context.Context, sub Subscription, since, until time.Time) (int64, error) {
+// createFiltered creates the deliveries a replay adds for a subscription with
+// a filter: only for the events the filter accepts. An event the filter cannot
+// evaluate (a missing field) gets no delivery, as in the worker.
+func (s *Store) createFiltered(ctx context.Context, sub Subscription, since, until time.Time) (int64, error) {
 	f, err := filter.Compile(*sub.Filter)
 	if err != nil {
 		return 0, fmt.Errorf("delivery: replay: subscription filter: %w", err)
 	}
-	tag, err := s.x.Exec(ctx, q.ReplayExisting, sub.ID, since, until, false)
-	if err != nil {
-		return 0, fmt.Errorf("delivery: replay: %w", err)
-	}
-	n := tag.RowsAffected()
+	var n int64
 	rows, _ := s.x.Query(ctx, q.ReplayCandidates, sub.ID, since, until)
 	var (
 		pass           []uuid.UUID

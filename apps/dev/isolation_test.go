@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/delivery/webhooktest"
 )
 
 // arrivals records when each webhook-id first reached an endpoint.
@@ -45,21 +45,8 @@ func TestE2EIsolationLatency(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(hs.Close)
-	// Both neighbours read the body first: only then does the server notice a
-	// client that gave up.
-	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		<-r.Context().Done()
-	}))
-	t.Cleanup(dead.Close)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case <-time.After(300 * time.Millisecond):
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(slow.Close)
+	dead := webhooktest.Dead(t)
+	slow := webhooktest.Slow(t, 300*time.Millisecond)
 	subscribe := func(url string, extra map[string]any) {
 		body := map[string]any{"url": url, "event_types": []string{"order.created"}}
 		for k, v := range extra {

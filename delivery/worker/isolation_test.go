@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/eventconfigservice/ecs/delivery"
 	"github.com/eventconfigservice/ecs/delivery/signature"
+	"github.com/eventconfigservice/ecs/delivery/webhooktest"
 	"github.com/eventconfigservice/ecs/delivery/worker"
 )
 
@@ -45,21 +45,8 @@ func isolationRun(t *testing.T, n, rate int, neighbours bool) []time.Duration {
 	t.Cleanup(healthy.Close)
 	b.subscribe(t, healthy.URL)
 	if neighbours {
-		// Each handler reads the body first: only then does the server notice a
-		// client that gave up, and end the request's context.
-		dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
-		}))
-		t.Cleanup(dead.Close)
-		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-r.Context().Done():
-			}
-		}))
-		t.Cleanup(slow.Close)
+		dead := webhooktest.Dead(t)
+		slow := webhooktest.Slow(t, 200*time.Millisecond)
 		second := 1000
 		b.subscribeWith(t, dead.URL, func(s *delivery.Subscription) { s.TimeoutMS = &second })
 		b.subscribe(t, slow.URL)
